@@ -1,0 +1,1 @@
+"""Classifier: per-second verdicts, the classification state machine, and replay (pure)."""

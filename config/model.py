@@ -1,0 +1,431 @@
+"""The validated configuration model (pydantic v2, unknown keys rejected), DESIGN.md §10."""
+
+from __future__ import annotations
+
+import re
+import socket
+from datetime import date
+from itertools import pairwise
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from config.durations import Duration
+
+# The outcome taxonomy of DESIGN.md §3, as names: config may not import probe/, so the
+# probe package's Outcome enum is checked against this list by a test.
+OutcomeName = Literal[
+    "ok",
+    "timeout",
+    "server_error",
+    "connection_error",
+    "tls_error",
+    "dns_error",
+    "client_error",
+    "rate_limited",
+    "probe_error",
+]
+DEFAULT_COUNTS_AS_UNAVAILABLE: tuple[OutcomeName, ...] = (
+    "timeout",
+    "server_error",
+    "connection_error",
+)
+NotifyEvent = Literal[
+    "opened",
+    "upgraded",
+    "restored",
+    "reopened",
+    "resolved",
+    "clock_due",
+    "clock_breached",
+    "prober_unhealthy",
+]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
+    "opened",
+    "upgraded",
+    "restored",
+    "reopened",
+    "resolved",
+    "clock_due",
+    "clock_breached",
+    "prober_unhealthy",
+)
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError(
+            "url",
+            "invalid URL {value} (expected http:// or https://host/...)",
+            {"value": repr(value)},
+        )
+    try:
+        _ = parts.port
+    except ValueError:
+        raise PydanticCustomError(
+            "url", "invalid port in URL {value}", {"value": repr(value)}
+        ) from None
+    return value
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise PydanticCustomError(
+            "host_port",
+            "invalid address {value} (expected host:port, e.g. 127.0.0.1:9797)",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "time_zone", "unknown time zone {value}", {"value": repr(value)}
+        ) from None
+    return value
+
+
+Url = Annotated[str, AfterValidator(_url)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
+Name = Annotated[str, Field(pattern=NAME_RE)]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+NonNegativeDuration = Annotated[Duration, Field(ge=0)]
+Port = Annotated[int, Field(gt=0, lt=65536)]
+Rate = Annotated[float, Field(gt=0, le=1000)]
+
+
+class ProberConfig(Strict):
+    """Who this prober is; its id is stamped on every attempt."""
+
+    id: Name = Field(default_factory=lambda: socket.gethostname().split(".")[0][:63] or "prober")
+
+
+class ServerConfig(Strict):
+    """The HTTP server (metrics, API, status page)."""
+
+    listen: HostPort = "127.0.0.1:9797"
+    # Bearer token for write endpoints; writes are refused on non-loopback without one.
+    token: SecretStr | None = None
+    # Base URL used in links (notifications, evidence); defaults to http://<listen>.
+    public_url: Url | None = None
+
+
+class StorageConfig(Strict):
+    """Where incidents, verdict runs and evidence are kept."""
+
+    path: str = "slawatch.db"
+    attempts_per_second: Annotated[int, Field(ge=0)] = 20
+    retention_runs: PositiveDuration = 400 * 86400.0
+    retention_attempts: PositiveDuration = 90 * 86400.0
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAYS_RE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(?:-(mon|tue|wed|thu|fri|sat|sun))?$")
+_SPAN_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def parse_hours(hours: dict[str, str]) -> dict[int, list[tuple[int, int]]]:
+    """Turn ``{"mon-fri": "09:00-17:00"}`` into weekday → [(start_minute, end_minute)]."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for days, spans in hours.items():
+        match = _DAYS_RE.match(days.strip().lower())
+        if not match:
+            raise PydanticCustomError(
+                "hours_days",
+                "invalid day range {value} (expected e.g. mon-fri, sat, mon-sun)",
+                {"value": repr(days)},
+            )
+        first = _WEEKDAYS.index(match.group(1))
+        last = _WEEKDAYS.index(match.group(2) or match.group(1))
+        if last < first:
+            raise PydanticCustomError(
+                "hours_days", "day range {value} runs backwards", {"value": repr(days)}
+            )
+        for span in str(spans).split(","):
+            m = _SPAN_RE.match(span.strip())
+            start = int(m.group(1)) * 60 + int(m.group(2)) if m else 0
+            end = int(m.group(3)) * 60 + int(m.group(4)) if m else 0
+            if not m or end <= start or end > 24 * 60:
+                raise PydanticCustomError(
+                    "hours_span",
+                    "invalid hours {value} (expected e.g. 09:00-17:00)",
+                    {"value": repr(spans)},
+                )
+            for day in range(first, last + 1):
+                out.setdefault(day, []).append((start, end))
+    for day, windows in out.items():
+        windows.sort()
+        for (_, end_a), (start_b, _) in pairwise(windows):
+            if start_b < end_a:
+                raise PydanticCustomError(
+                    "hours_overlap",
+                    "overlapping hours on {day}",
+                    {"day": _WEEKDAYS[day]},
+                )
+    return out
+
+
+class HolidaySource(Strict):
+    """Which public holidays the ``holidays`` package generates for a calendar."""
+
+    country: str
+    subdiv: str | None = None
+    # Some calendars (banks) do not observe holidays moved off a weekend.
+    observed: bool = True
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        import holidays  # noqa: PLC0415  (heavy import, only when a calendar names one)
+
+        if value not in holidays.list_supported_countries():
+            raise PydanticCustomError(
+                "country", "unknown holiday country {value}", {"value": repr(value)}
+            )
+        return value
+
+
+class CalendarConfig(Strict):
+    """A business calendar: time zone, weekly working windows, holidays."""
+
+    time_zone: Annotated[str, AfterValidator(_time_zone)]
+    hours: dict[str, str] = Field(default_factory=lambda: {"mon-fri": "09:00-17:00"})
+    holidays: HolidaySource | None = None
+    add: list[date] = Field(default_factory=list)
+    remove: list[date] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, value: dict[str, str]) -> dict[str, str]:
+        parse_hours(value)
+        return value
+
+    def weekly(self) -> dict[int, list[tuple[int, int]]]:
+        """The working windows per weekday (0 = Monday), in minutes of local time."""
+        return parse_hours(self.hours)
+
+
+class ControlTarget(Strict):
+    """A check of the prober's own network: a TCP connect or an HTTP GET."""
+
+    name: Name
+    tcp: HostPort | None = None
+    http: Url | None = None
+    timeout: PositiveDuration = 1.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ControlTarget:
+        if (self.tcp is None) == (self.http is None):
+            raise PydanticCustomError("control_kind", "give exactly one of tcp or http", {})
+        return self
+
+
+class ClassifierConfig(Strict):
+    """Thresholds of the classification state machine (DESIGN.md §5)."""
+
+    critical_after: PositiveDuration = 60.0
+    recover_after: PositiveDuration = 120.0
+    degraded_window: PositiveDuration = 300.0
+    degraded_ratio: Annotated[float, Field(gt=0, le=1)] = 0.05
+    degraded_min_seconds: Annotated[int, Field(ge=1)] = 10
+    max_gap: NonNegativeDuration = 5.0
+    reopen_within: NonNegativeDuration = 900.0
+
+
+class SlaConfig(Strict):
+    """Which SLA policy applies, on which business calendar, with which uptime commitment."""
+
+    policy: str | None = None
+    calendar: str | None = None
+    commitment: Annotated[float, Field(gt=0, le=100)] | None = None
+    # The update cadence where the policy leaves it to mutual agreement (Bird).
+    update_every: PositiveDuration | None = None
+
+
+class TlsOptions(Strict):
+    """TLS settings of a probe; verification is on unless switched off."""
+
+    verify: bool = True
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+
+
+class HttpTarget(Strict):
+    """One HTTP API call probed ``rate`` times a second."""
+
+    name: Name
+    url: Url
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: list(range(200, 400))
+    )
+    expect_body: str | None = None
+    timeout: PositiveDuration = 10.0
+    rate: Rate = 1.0
+    connection: Literal["fresh", "reuse"] = "fresh"
+    tls: TlsOptions = Field(default_factory=TlsOptions)
+    max_in_flight: Annotated[int, Field(ge=1)] | None = None
+
+
+class SmtpTarget(Strict):
+    """One SMTP injection dialogue probed ``rate`` times a second."""
+
+    name: Name
+    host: Annotated[str, Field(min_length=1)]
+    port: Port = 587
+    tls: Literal["none", "starttls", "implicit"] = "starttls"
+    tls_options: TlsOptions = Field(default_factory=TlsOptions)
+    username: str | None = None
+    password: SecretStr | None = None
+    mail_from: str = "probe@localhost"
+    rcpt_to: str = "probe@localhost"
+    mode: Literal["connect", "ehlo", "envelope", "data"] = "envelope"
+    local_hostname: str | None = None
+    timeout: PositiveDuration = 10.0
+    rate: Rate = 1.0
+    max_in_flight: Annotated[int, Field(ge=1)] | None = None
+
+
+class ServiceConfig(Strict):
+    """A provider's service: its probes, its contract and its classifier thresholds."""
+
+    name: Name
+    environment: Literal["production", "staging", "development"] = "production"
+    sla: SlaConfig = Field(default_factory=SlaConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    counts_as_unavailable: list[OutcomeName] = Field(
+        default_factory=lambda: list(DEFAULT_COUNTS_AS_UNAVAILABLE)
+    )
+    # Overrides of the SMTP reply-code → outcome mapping, e.g. {"550": server_error}.
+    smtp_replies: dict[str, OutcomeName] = Field(default_factory=dict)
+    api: list[HttpTarget] = Field(default_factory=list)
+    smtp: list[SmtpTarget] = Field(default_factory=list)
+
+    @field_validator("smtp_replies")
+    @classmethod
+    def _reply_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        for code in value:
+            if not re.fullmatch(
+                r"[2-5]\d\d(@(greeting|ehlo|starttls|auth|mail|rcpt|data|rset|quit))?", code
+            ):
+                raise PydanticCustomError(
+                    "reply_code",
+                    "invalid SMTP reply code {value} (expected e.g. 451 or 554@greeting)",
+                    {"value": repr(code)},
+                )
+        return value
+
+    def target_names(self) -> list[str]:
+        """Names of every target of the service, API first."""
+        return [t.name for t in self.api] + [t.name for t in self.smtp]
+
+
+class NotifyBase(Strict):
+    """Filters common to every notification channel (each defaults to everything)."""
+
+    name: Name
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    services: list[str] | None = None
+    severities: list[Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=lambda: [1, 2, 3])
+    max_tries: Annotated[int, Field(ge=1)] = 10
+    timeout: PositiveDuration = 10.0
+
+
+class WebhookNotify(NotifyBase):
+    """A generic JSON webhook, optionally HMAC-signed."""
+
+    type: Literal["webhook"]
+    url: Url
+    secret: SecretStr | None = None
+
+
+class SlackNotify(NotifyBase):
+    """A Slack-compatible incoming webhook."""
+
+    type: Literal["slack"]
+    url: Url
+
+
+class PagerDutyNotify(NotifyBase):
+    """A PagerDuty Events API v2-compatible endpoint."""
+
+    type: Literal["pagerduty"]
+    url: Url = "https://events.pagerduty.com/v2/enqueue"
+    routing_key: SecretStr
+
+
+class AlertmanagerNotify(NotifyBase):
+    """An Alertmanager (``POST /api/v2/alerts``)."""
+
+    type: Literal["alertmanager"]
+    url: Url
+
+
+class EmailNotify(NotifyBase):
+    """E-mail through an SMTP relay, optionally as a ticket draft."""
+
+    type: Literal["email"]
+    host: Annotated[str, Field(min_length=1)]
+    port: Port = 587
+    tls: Literal["none", "starttls", "implicit"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    ticket_draft: bool = False
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+NotifyChannel = Annotated[
+    WebhookNotify | SlackNotify | PagerDutyNotify | AlertmanagerNotify | EmailNotify,
+    Field(discriminator="type"),
+]
+
+
+class Config(Strict):
+    """The whole configuration file."""
+
+    prober: ProberConfig = Field(default_factory=ProberConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    calendars: dict[Name, CalendarConfig] = Field(default_factory=dict)
+    control: list[ControlTarget] = Field(default_factory=list)
+    services: list[ServiceConfig] = Field(default_factory=list)
+    notify: list[NotifyChannel] = Field(default_factory=list)
+
+    def service(self, name: str) -> ServiceConfig:
+        """The service called ``name`` (KeyError if none)."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
