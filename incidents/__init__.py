@@ -1,1 +1,1 @@
-"""Incidents: SLA calendars and clocks, lifecycle, store, evidence, reports, notifications (pure domain)."""
+"""Incidents: SLA calendars and clocks, lifecycle, store, evidence, reports (pure domain)."""
