@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from config import ConfigError
-from slawatch import __version__, cmd_config
+from slawatch import __version__, cmd_config, cmd_sla
 from slawatch.errors import CheckFailed, InputError
 
 # Each command module exposes ``register(subparsers)`` and sets ``func`` on its parser.
-COMMANDS = [cmd_config]
+COMMANDS = [cmd_config, cmd_sla]
 
 
 def build_parser() -> argparse.ArgumentParser:
