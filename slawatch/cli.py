@@ -7,11 +7,19 @@ import sys
 from collections.abc import Sequence
 
 from config import ConfigError
-from slawatch import __version__, cmd_config, cmd_sla
+from slawatch import (
+    __version__,
+    cmd_config,
+    cmd_evidence,
+    cmd_incidents,
+    cmd_replay,
+    cmd_report,
+    cmd_sla,
+)
 from slawatch.errors import CheckFailed, InputError
 
 # Each command module exposes ``register(subparsers)`` and sets ``func`` on its parser.
-COMMANDS = [cmd_config, cmd_sla]
+COMMANDS = [cmd_config, cmd_sla, cmd_replay, cmd_incidents, cmd_evidence, cmd_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

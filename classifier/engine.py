@@ -1,0 +1,344 @@
+"""The classifier the daemon and replay share: attempts in, final SecondVerdicts and signals out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from classifier.buckets import Bucket, SecondBuckets
+from classifier.machine import ServiceMachine, Thresholds, severity_names
+from classifier.signals import IncidentSignal
+from classifier.verdict import (
+    CHANNEL_BITS,
+    COMBINE_PRECEDENCE,
+    COMBINED,
+    OUTCOME_INDEX,
+    OUTCOMES,
+    PROBE_ERROR_INDEX,
+    VERDICTS,
+    SecondVerdict,
+    Verdict,
+    counting_indexes,
+    is_bad,
+    judge,
+)
+from config import Catalog, Config, ServiceConfig
+from probe.attempt import Attempt, Channel
+
+# The service name control attempts carry (they judge the prober, not a service).
+CONTROL_SERVICE = "_control"
+# When nothing is configured, attempts are assumed to finish within the default timeout.
+DEFAULT_TIMEOUT_S = 10.0
+_VERDICT_INDEX = {verdict: i for i, verdict in enumerate(VERDICTS)}
+_NO_DATA = _VERDICT_INDEX[Verdict.NO_DATA]
+_RANK = {verdict: rank for rank, verdict in enumerate(COMBINE_PRECEDENCE)}
+# verdict → (index in VERDICTS, rank in COMBINE_PRECEDENCE, counts against the provider).
+_INFO = {v: (_VERDICT_INDEX[v], _RANK[v], is_bad(v)) for v in VERDICTS}
+_ZERO = (0,) * len(OUTCOMES)
+
+
+class UnknownServiceError(KeyError):
+    """An attempt names a service that is not in the configuration."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        super().__init__(service)
+
+    def __str__(self) -> str:
+        return f"unknown service {self.service!r} (not in the configuration)"
+
+
+def default_horizon(config: Config) -> int:
+    """Whole seconds after a second's end by which all its attempts have finished.
+
+    The longest configured timeout (``DEFAULT_TIMEOUT_S`` when none is), rounded up,
+    plus one second of slack for launch lag and the time to record a result.
+    """
+    timeouts = [DEFAULT_TIMEOUT_S]
+    timeouts += [c.timeout for c in config.control]
+    for service in config.services:
+        timeouts += [t.timeout for t in service.api] + [t.timeout for t in service.smtp]
+    return math.ceil(max(timeouts)) + 1
+
+
+@dataclass(slots=True)
+class Finalized:
+    """What became final in one ``advance``: verdicts and signals, both in second order."""
+
+    verdicts: list[SecondVerdict] = field(default_factory=list)
+    signals: list[IncidentSignal] = field(default_factory=list)
+
+
+class _Service:
+    """One service's channels, verdict totals and state machine."""
+
+    __slots__ = ("channels", "config", "counting", "lanes", "machine", "name", "totals")
+
+    def __init__(self, config: ServiceConfig, catalog: Catalog) -> None:
+        self.config = config
+        self.name = config.name
+        self.counting = counting_indexes(config)
+        # Channels judged every second, in the order first declared or seen.
+        self.channels: list[Channel] = []
+        # channel name (or "combined") → seconds by verdict, in VERDICTS order.
+        self.totals: dict[str, list[int]] = {COMBINED: [0] * len(VERDICTS)}
+        # Per channel, what judging a second needs, precomputed: the bucket key, the
+        # channel's totals and its bit in the bad-channel mask.
+        self.lanes: list[tuple[Channel, tuple[str, Channel], list[int], int]] = []
+        self.machine = ServiceMachine(
+            config.name,
+            Thresholds.from_config(config.classifier),
+            production=config.environment == "production",
+            names=severity_names(config, catalog),
+        )
+
+
+class Classifier:
+    """Buckets attempts, judges final seconds, and feeds each service's state machine.
+
+    Each final second is judged per channel and per service (``combined``); the service
+    verdict goes to that service's state machine.
+
+    Live, the daemon calls ``add`` as attempts finish and ``advance(now)`` once a second;
+    replay calls ``advance`` with the latest start time seen and ``finish`` at the end of input.
+    Times are integer UTC epoch seconds throughout.
+    """
+
+    def __init__(
+        self,
+        services: Sequence[ServiceConfig],
+        catalog: Catalog,
+        *,
+        horizon: int,
+        start: int | None = None,
+        channels: Mapping[str, Iterable[Channel]] | None = None,
+        emit_verdicts: bool = True,
+    ) -> None:
+        self.buckets = SecondBuckets(horizon, start)
+        self._services = {s.name: _Service(s, catalog) for s in services}
+        self._list = list(self._services.values())
+        # Replay only needs the totals; building millions of SecondVerdict objects would
+        # dominate its run time, so it can switch them off. The judging is the same.
+        self.emit_verdicts = emit_verdicts
+        for name, declared in (channels or {}).items():
+            for channel in declared:
+                self._declare(self._service(name), channel)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        catalog: Catalog,
+        *,
+        horizon: int | None = None,
+        start: int | None = None,
+        emit_verdicts: bool = True,
+    ) -> Classifier:
+        """A classifier of every configured service, each declaring the channels it probes."""
+        declared = {
+            s.name: [c for c, targets in ((Channel.API, s.api), (Channel.SMTP, s.smtp)) if targets]
+            for s in config.services
+        }
+        return cls(
+            config.services,
+            catalog,
+            horizon=default_horizon(config) if horizon is None else horizon,
+            start=start,
+            channels=declared,
+            emit_verdicts=emit_verdicts,
+        )
+
+    @property
+    def services(self) -> list[str]:
+        """The service names, in configuration order."""
+        return list(self._services)
+
+    def channels(self, service: str) -> list[str]:
+        """The channels judged for ``service`` so far."""
+        return [str(c) for c in self._service(service).channels]
+
+    def totals(self, service: str) -> dict[str, dict[str, int]]:
+        """Final seconds of ``service`` by channel (and ``combined``) and verdict."""
+        state = self._service(service)
+        order = [str(c) for c in state.channels] + [COMBINED]
+        return {
+            channel: {str(v): n for v, n in zip(VERDICTS, state.totals[channel], strict=True)}
+            for channel in order
+        }
+
+    @property
+    def late(self) -> Mapping[str, int]:
+        """Attempts that arrived after their second was final, by service (never silently lost)."""
+        return self.buckets.late
+
+    def machine(self, service: str) -> ServiceMachine:
+        """The state machine of ``service`` (for snapshots and inspection)."""
+        return self._service(service).machine
+
+    def add(self, attempt: Attempt) -> bool:
+        """Count a finished attempt; False if it came too late (see ``late``)."""
+        return self.add_raw(
+            attempt.service,
+            attempt.channel,
+            attempt.prober,
+            math.floor(attempt.started_at),
+            OUTCOME_INDEX[attempt.outcome],
+        )
+
+    def add_raw(
+        self, service: str, channel: Channel, prober: str, second: int, outcome: int
+    ) -> bool:
+        """``add`` for a reader that parsed the fields itself (``outcome`` indexes OUTCOMES)."""
+        if channel is not Channel.CONTROL:
+            state = self._services.get(service)
+            if state is None:
+                raise UnknownServiceError(service)
+            if channel not in state.channels:
+                self._declare(state, channel)
+        return self.buckets.add(service, channel, prober, second, outcome)
+
+    def check(self, service: str, channel: Channel) -> None:
+        """Accept attempts of (service, channel) from now on; UnknownServiceError if unknown.
+
+        After it, a reader may give such attempts to ``buckets.add`` directly.
+        """
+        if channel is not Channel.CONTROL:
+            self._declare(self._service(service), channel)
+
+    def advance(self, now: float, out: Finalized | None = None) -> Finalized:
+        """Finalize every second whose attempts have all finished at wall time ``now``.
+
+        Results are appended to ``out`` when given (replay reuses one), else to a new one.
+        """
+        return self._finalize_through(self.buckets.final_through(now), out or Finalized())
+
+    def advance_through(self, last: int, out: Finalized | None = None) -> Finalized:
+        """Finalize every second up to and including ``last``, e.g. at shutdown.
+
+        The caller vouches that every attempt launched in those seconds is in.
+        """
+        return self._finalize_through(last, out or Finalized())
+
+    def finish(self) -> Finalized:
+        """Finalize every second up to the latest one seen (end of replay input)."""
+        last = self.buckets.max_second
+        return Finalized() if last is None else self._finalize_through(last, Finalized())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The resumable state (JSON-able): the next second to judge and every machine."""
+        return {
+            "next_second": self.buckets.next_second,
+            "machines": {name: s.machine.snapshot() for name, s in self._services.items()},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Resume from ``snapshot``: seconds missed while down are judged ``no_data``.
+
+        Services added to the configuration since start afresh; removed ones are ignored.
+        """
+        next_second = state.get("next_second")
+        self.buckets.next_second = None if next_second is None else int(next_second)
+        machines = state.get("machines") or {}
+        for name, service in self._services.items():
+            if name in machines:
+                service.machine.restore(machines[name])
+
+    def _service(self, name: str) -> _Service:
+        state = self._services.get(name)
+        if state is None:
+            raise UnknownServiceError(name)
+        return state
+
+    def _declare(self, state: _Service, channel: Channel) -> None:
+        if channel is Channel.CONTROL or channel in state.channels:
+            return
+        state.channels.append(channel)
+        totals = state.totals[str(channel)] = [0] * len(VERDICTS)
+        state.lanes.append((channel, (state.name, channel), totals, CHANNEL_BITS[channel]))
+        # Seconds already final had no attempts on this channel: count them as no data, so
+        # every channel covers the same span. A no_data channel never changes ``combined``.
+        buckets = self.buckets
+        if buckets.first_second is not None and buckets.next_second is not None:
+            totals[_NO_DATA] = buckets.next_second - buckets.first_second
+
+    def _finalize_through(self, last: int, out: Finalized) -> Finalized:
+        buckets = self.buckets
+        second = buckets.next_second
+        if second is None:
+            return out
+        while second <= last:
+            bucket = buckets.pop(second)
+            for state in self._list:
+                if bucket is None:
+                    self._judge_empty(state, second, out)
+                else:
+                    self._judge(state, second, bucket, out)
+            second += 1
+        return out
+
+    def _judge_empty(self, state: _Service, second: int, out: Finalized) -> None:
+        """A second without a single attempt: every channel and the service have no data."""
+        for channel, _, totals, _ in state.lanes:
+            totals[_NO_DATA] += 1
+            if self.emit_verdicts:
+                out.verdicts.append(
+                    SecondVerdict(state.name, channel, second, Verdict.NO_DATA, _ZERO)
+                )
+        state.totals[COMBINED][_NO_DATA] += 1
+        if self.emit_verdicts:
+            out.verdicts.append(SecondVerdict(state.name, COMBINED, second, Verdict.NO_DATA, _ZERO))
+        state.machine.step(second, Verdict.NO_DATA, 0, out.signals)
+
+    def _judge(self, state: _Service, second: int, bucket: Bucket, out: Finalized) -> None:
+        failed = bucket.failed_probers() if bucket.control else None
+        combined = Verdict.NO_DATA
+        rank = _RANK[combined]
+        mask = 0
+        emit = self.emit_verdicts
+        summed = [0] * len(OUTCOMES) if emit else None
+        set_aside_all = 0
+        for channel, key, totals, bit in state.lanes:
+            probers = bucket.attempts.get(key)
+            set_aside = 0
+            counts: list[int]
+            if probers is None:
+                counts = list(_ZERO)
+            elif len(probers) == 1 and not failed:
+                counts = next(iter(probers.values()))
+            else:
+                counts, set_aside = _pool(probers, failed)
+            verdict = judge(counts, state.counting, set_aside)
+            index, verdict_rank, bad = _INFO[verdict]
+            totals[index] += 1
+            if bad:
+                mask |= bit
+            if verdict_rank < rank:
+                combined, rank = verdict, verdict_rank
+            if summed is not None:
+                out.verdicts.append(
+                    SecondVerdict(state.name, channel, second, verdict, tuple(counts), set_aside)
+                )
+                for i, n in enumerate(counts):
+                    summed[i] += n
+                set_aside_all += set_aside
+        state.totals[COMBINED][_VERDICT_INDEX[combined]] += 1
+        if summed is not None:
+            out.verdicts.append(
+                SecondVerdict(state.name, COMBINED, second, combined, tuple(summed), set_aside_all)
+            )
+        state.machine.step(second, combined, mask, out.signals)
+
+
+def _pool(probers: dict[str, list[int]], failed: frozenset[str] | None) -> tuple[list[int], int]:
+    """Sum the counts of probers whose control did not fail; count the others' as set aside."""
+    counts = [0] * len(OUTCOMES)
+    set_aside = 0
+    for prober, prober_counts in probers.items():
+        if failed and prober in failed:
+            set_aside += sum(prober_counts) - prober_counts[PROBE_ERROR_INDEX]
+            continue
+        for i, n in enumerate(prober_counts):
+            counts[i] += n
+    return counts, set_aside

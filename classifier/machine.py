@@ -1,0 +1,344 @@
+"""The per-service classification state machine (DESIGN.md §5): verdicts in, signals out."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
+from classifier.verdict import Verdict, channels_of_mask
+from config import Catalog, ServiceConfig
+from config.model import ClassifierConfig
+from probe.attempt import format_time
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The classifier thresholds of one service, in whole seconds (config durations are floats)."""
+
+    critical_after: int
+    recover_after: int
+    degraded_window: int
+    degraded_min_seconds: int
+    # Exact, so that e.g. 0.07 x 100 is 7 and not 7.000000000000001 (whose ceiling is 8).
+    degraded_ratio: Fraction
+    max_gap: int
+    reopen_within: int
+
+    @classmethod
+    def from_config(cls, config: ClassifierConfig) -> Thresholds:
+        """Round config durations to whole seconds: counts up, tolerances down."""
+        return cls(
+            critical_after=max(1, math.ceil(config.critical_after)),
+            recover_after=max(1, math.ceil(config.recover_after)),
+            degraded_window=max(1, math.ceil(config.degraded_window)),
+            degraded_min_seconds=config.degraded_min_seconds,
+            degraded_ratio=Fraction(repr(config.degraded_ratio)),
+            max_gap=math.floor(config.max_gap),
+            reopen_within=math.floor(config.reopen_within),
+        )
+
+    def degraded_table(self) -> list[int]:
+        """Bad seconds the degraded condition needs, indexed by observed seconds (0..window)."""
+        return [
+            max(self.degraded_min_seconds, math.ceil(self.degraded_ratio * observed))
+            for observed in range(self.degraded_window + 1)
+        ]
+
+
+def severity_names(service: ServiceConfig, catalog: Catalog) -> dict[int, str]:
+    """The provider's name of each level 1-3 under the service's policy; "Severity N" otherwise."""
+    names = {level: f"Severity {level}" for level in (1, 2, 3)}
+    policy = catalog.policies.get(service.sla.policy) if service.sla.policy else None
+    if policy is not None:
+        for level, spec in policy.severities.items():
+            names[level] = spec.name
+    return names
+
+
+def incident_id(service: str, started_at: int) -> str:
+    """A deterministic incident id: service and first bad second, e.g. ``api-20261121T100140Z``."""
+    return f"{service}-{format_time(started_at).replace('-', '').replace(':', '')}"
+
+
+class ServiceMachine:
+    """Consumes one service's combined verdicts, one second at a time, and emits incident signals.
+
+    A plain object with explicit state so that the daemon can snapshot it with the open
+    incident and restore it after a restart (``snapshot`` / ``restore``).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        thresholds: Thresholds,
+        *,
+        production: bool = True,
+        names: Mapping[int, str] | None = None,
+    ) -> None:
+        self.service = service
+        self.thresholds = thresholds
+        # Non-production services only ever get severity 3 (SendGrid: P1/P2 are production only).
+        self.production = production
+        self.names: Mapping[int, str] = names or {n: f"Severity {n}" for n in (1, 2, 3)}
+        self._table = thresholds.degraded_table()
+
+        # Seconds must come contiguously: gaps in the window arithmetic would be miscounted.
+        self.last_second: int | None = None
+
+        # The critical streak: unavailable seconds, tolerating gaps of up to max_gap
+        # no_data/inconclusive seconds that neither extend nor break it.
+        self.streak_start: int | None = None
+        self.streak_len = 0
+        self.streak_gap = 0
+        self.streak_mask = 0
+
+        # The degraded window: the first second it may count (machine start, or just after
+        # a restore, which clears it), and the bad and unobserved seconds inside it.
+        self.window_floor: int | None = None
+        self.bad: deque[tuple[int, int]] = deque()  # (second, bad-channel mask)
+        self.unobserved: deque[int] = deque()
+
+        # The open incident, if any, and its run of available seconds toward a restore.
+        self.incident: str | None = None
+        self.severity = 0
+        self.incident_mask = 0
+        self.good_start = 0
+        self.good_len = 0
+
+        # The last restored incident, which a new condition within reopen_within reopens.
+        self.restored_incident: str | None = None
+        self.restored_severity = 0
+        self.restored_at = 0
+        self.restored_mask = 0
+
+    def step(self, second: int, verdict: Verdict, bad_mask: int, out: list[IncidentSignal]) -> None:
+        """Consume the combined verdict of ``second`` (with the mask of its bad channels)."""
+        last = self.last_second
+        if last is not None and second != last + 1:
+            raise ValueError(f"{self.service}: second {second} does not follow {last}")
+        self.last_second = second
+        unavailable = verdict is Verdict.UNAVAILABLE
+        unobserved = verdict is Verdict.NO_DATA or verdict is Verdict.INCONCLUSIVE
+        self._count_streak(second, unavailable, unobserved, bad_mask)
+        degraded = self._count_window(second, verdict, unobserved, bad_mask)
+        critical = self.streak_len >= self.thresholds.critical_after
+        if self.incident is None:
+            if critical or degraded:
+                self._open(second, critical=critical, degraded=degraded, out=out)
+            return
+        self.incident_mask |= bad_mask
+        if verdict is Verdict.AVAILABLE:
+            if self.good_len == 0:
+                self.good_start = second
+            self.good_len += 1
+            if self.good_len >= self.thresholds.recover_after:
+                self._restore(second, out)
+            return
+        self.good_len = 0
+        if critical and self.production and self.severity > 1:
+            self._upgrade(second, out)
+
+    def _count_streak(self, second: int, unavailable: bool, unobserved: bool, mask: int) -> None:
+        """Extend, tolerate (a gap of at most max_gap) or break the critical streak."""
+        if unavailable:
+            if self.streak_start is None:
+                self.streak_start = second
+                self.streak_len = 0
+                self.streak_mask = 0
+            self.streak_len += 1
+            self.streak_gap = 0
+            self.streak_mask |= mask
+        elif self.streak_start is not None:
+            if unobserved and self.streak_gap < self.thresholds.max_gap:
+                self.streak_gap += 1
+            else:
+                self._break_streak()
+
+    def _count_window(self, second: int, verdict: Verdict, unobserved: bool, mask: int) -> bool:
+        """Slide the degraded window over ``second``; True when the degraded condition holds."""
+        if self.window_floor is None:
+            self.window_floor = second
+        low = max(second - self.thresholds.degraded_window + 1, self.window_floor)
+        bad = self.bad
+        while bad and bad[0][0] < low:
+            bad.popleft()
+        gaps = self.unobserved
+        while gaps and gaps[0] < low:
+            gaps.popleft()
+        if verdict is Verdict.UNAVAILABLE or verdict is Verdict.PARTIAL:
+            bad.append((second, mask))
+        elif unobserved:
+            gaps.append(second)
+        return len(bad) >= self._table[second - low + 1 - len(gaps)]
+
+    def _upgrade(self, second: int, out: list[IncidentSignal]) -> None:
+        assert self.incident is not None  # noqa: S101  (only called with an incident open)
+        out.append(
+            Upgraded(
+                service=self.service,
+                incident=self.incident,
+                from_severity=self.severity,
+                to_severity=1,
+                provider_severity=self.names[1],
+                started_at=second if self.streak_start is None else self.streak_start,
+                detected_at=second + 1,
+                channels=channels_of_mask(self.incident_mask),
+            )
+        )
+        self.severity = 1
+
+    def _break_streak(self) -> None:
+        self.streak_start = None
+        self.streak_len = 0
+        self.streak_gap = 0
+        self.streak_mask = 0
+
+    def _open(
+        self, second: int, *, critical: bool, degraded: bool, out: list[IncidentSignal]
+    ) -> None:
+        level = (1 if critical else 2) if self.production else 3
+        starts: list[int] = []
+        mask = 0
+        if critical and self.streak_start is not None:
+            starts.append(self.streak_start)
+            mask |= self.streak_mask
+        if degraded:
+            starts.append(self.bad[0][0])
+            for _, channel_mask in self.bad:
+                mask |= channel_mask
+        started_at = min(starts)
+        self.good_len = 0
+        if (
+            self.restored_incident is not None
+            and started_at - self.restored_at <= self.thresholds.reopen_within
+        ):
+            previous = self.restored_severity
+            self.incident = self.restored_incident
+            self.severity = min(previous, level)
+            self.incident_mask = self.restored_mask | mask
+            out.append(
+                Reopened(
+                    service=self.service,
+                    incident=self.incident,
+                    severity=self.severity,
+                    previous_severity=previous,
+                    provider_severity=self.names[self.severity],
+                    started_at=started_at,
+                    detected_at=second + 1,
+                    restored_at=self.restored_at,
+                    channels=channels_of_mask(self.incident_mask),
+                )
+            )
+        else:
+            self.incident = incident_id(self.service, started_at)
+            self.severity = level
+            self.incident_mask = mask
+            out.append(
+                Opened(
+                    service=self.service,
+                    incident=self.incident,
+                    severity=level,
+                    provider_severity=self.names[level],
+                    started_at=started_at,
+                    detected_at=second + 1,
+                    channels=channels_of_mask(mask),
+                )
+            )
+        self.restored_incident = None
+
+    def _restore(self, second: int, out: list[IncidentSignal]) -> None:
+        assert self.incident is not None  # noqa: S101  (only called with an incident open)
+        out.append(
+            Restored(
+                service=self.service,
+                incident=self.incident,
+                severity=self.severity,
+                restored_at=self.good_start,
+                detected_at=second + 1,
+                channels=channels_of_mask(self.incident_mask),
+            )
+        )
+        self.restored_incident = self.incident
+        self.restored_severity = self.severity
+        self.restored_at = self.good_start
+        self.restored_mask = self.incident_mask
+        self.incident = None
+        self.severity = 0
+        self.incident_mask = 0
+        self.good_len = 0
+        # Seconds up to the restore no longer count toward a new condition.
+        self._break_streak()
+        self.window_floor = second + 1
+        self.bad.clear()
+        self.unobserved.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The machine's whole state as a JSON-able dict (integers, strings, lists)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "service": self.service,
+            "last_second": self.last_second,
+            "streak": [self.streak_start, self.streak_len, self.streak_gap, self.streak_mask],
+            "window": {
+                "floor": self.window_floor,
+                "bad": [list(item) for item in self.bad],
+                "unobserved": list(self.unobserved),
+            },
+            "incident": None
+            if self.incident is None
+            else {
+                "id": self.incident,
+                "severity": self.severity,
+                "mask": self.incident_mask,
+                "good_start": self.good_start,
+                "good_len": self.good_len,
+            },
+            "restored": None
+            if self.restored_incident is None
+            else {
+                "id": self.restored_incident,
+                "severity": self.restored_severity,
+                "restored_at": self.restored_at,
+                "mask": self.restored_mask,
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load a state made by ``snapshot`` (ValueError if it is not one for this service)."""
+        if state.get("version") != SNAPSHOT_VERSION or state.get("service") != self.service:
+            raise ValueError(f"{self.service}: not a classifier snapshot of this service")
+        try:
+            self.last_second = _opt_int(state["last_second"])
+            start, length, gap, mask = state["streak"]
+            self.streak_start = _opt_int(start)
+            self.streak_len, self.streak_gap, self.streak_mask = int(length), int(gap), int(mask)
+            window = state["window"]
+            self.window_floor = _opt_int(window["floor"])
+            self.bad = deque((int(s), int(m)) for s, m in window["bad"])
+            self.unobserved = deque(int(s) for s in window["unobserved"])
+            incident = state["incident"]
+            self.incident = None if incident is None else str(incident["id"])
+            if incident is not None:
+                self.severity = int(incident["severity"])
+                self.incident_mask = int(incident["mask"])
+                self.good_start = int(incident["good_start"])
+                self.good_len = int(incident["good_len"])
+            restored = state["restored"]
+            self.restored_incident = None if restored is None else str(restored["id"])
+            if restored is not None:
+                self.restored_severity = int(restored["severity"])
+                self.restored_at = int(restored["restored_at"])
+                self.restored_mask = int(restored["mask"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{self.service}: malformed classifier snapshot ({exc})") from None
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,462 @@
+"""The SQLite IncidentStore: one file, WAL, a schema version with forward migrations.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so the daemon's writer and the CLI
+(``slawatch incidents event``) can share the file: a writer waits on the other's lock
+for ``busy_timeout`` seconds, and a still-locked database is retried with backoff.
+``synchronous=FULL``: a commit survives a crash of the process *and* of the machine,
+at the price of one fsync per commit (the daemon commits at most once a second).
+Incidents are not stored as rows to update: the ``incidents`` table only indexes them
+(state, service, times) for listing and retention; an incident is always the fold of
+its append-only events, so concurrent writers can never overwrite each other's changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from incidents.lifecycle import apply, fold
+from incidents.model import EventRecord, Incident, Run
+from incidents.store import Batch, HighWater, Pruned, StoreError, closed_at
+from probe.attempt import Attempt, Channel, Outcome
+
+T = TypeVar("T")
+
+# "SLAW": marks the file as a slawatch store, so another program's database is refused.
+APPLICATION_ID = 0x534C4157
+BUSY_TIMEOUT_S = 5.0
+RETRIES = 8
+
+# Forward migrations: MIGRATIONS[n] takes a store from version n to n + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    INSERT INTO schema_version VALUES (0);
+    CREATE TABLE incidents (
+        id TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        state TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        closed_at REAL
+    );
+    CREATE INDEX incidents_by_state ON incidents (state, service, started_at);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        key TEXT,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        source TEXT NOT NULL,
+        recorded_at REAL NOT NULL,
+        body TEXT NOT NULL,
+        UNIQUE (incident, key)
+    );
+    CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'incident events are append-only'); END;
+    CREATE TABLE runs (
+        service TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        first INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        verdict TEXT NOT NULL,
+        counts TEXT NOT NULL,
+        set_aside INTEGER NOT NULL,
+        PRIMARY KEY (service, channel, first)
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_by_last ON runs (last);
+    CREATE TABLE samples (
+        service TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        second INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        target TEXT NOT NULL,
+        prober TEXT NOT NULL,
+        duration_s REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        timings TEXT NOT NULL
+    );
+    CREATE INDEX samples_by_second ON samples (service, second);
+    CREATE TABLE high_water (
+        service TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        second INTEGER NOT NULL,
+        PRIMARY KEY (service, channel)
+    ) WITHOUT ROWID;
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def store_path(config_source: str, path: str) -> Path:
+    """Where a config's ``storage.path`` points: relative paths start at the config's folder."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    return Path(config_source).resolve().parent / candidate
+
+
+def _busy(exc: BaseException) -> bool:
+    """True for the errors another writer's lock causes (worth a retry)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SqliteStore:
+    """An IncidentStore in one SQLite file; safe to share between threads and processes."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+        retries: int = RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.path = Path(path)
+        self._retrying = Retrying(
+            retry=retry_if_exception(_busy),
+            stop=stop_after_attempt(retries),
+            wait=wait_exponential(multiplier=0.05, max=2.0),
+            sleep=sleep,
+            reraise=True,
+        )
+        # One connection, used by one thread at a time: the daemon commits from a worker
+        # thread while the event loop's thread reads for the web API.
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open: {exc}") from None
+        try:
+            self._retry(self._setup)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(f"{self.path}: not a usable slawatch store: {exc}") from None
+        except StoreError:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite on the last close)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- setup -----------------------------------------------------------------
+
+    def _setup(self) -> None:
+        conn = self._conn
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._write() as cur:
+            app_id = cur.execute("PRAGMA application_id").fetchone()[0]
+            tables = cur.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if app_id != APPLICATION_ID and tables:
+                raise StoreError(f"{self.path}: not a slawatch store (it has other tables)")
+            version = 0
+            if tables:
+                version = cur.execute("SELECT version FROM schema_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this slawatch "
+                    f"understands ({SCHEMA_VERSION}); upgrade slawatch"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[step]):
+                    cur.execute(statement)
+                cur.execute("UPDATE schema_version SET version = ?", (step + 1,))
+            if not tables:
+                cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+    def schema_version(self) -> int:
+        """The schema version of the file."""
+        return int(self._read("SELECT version FROM schema_version")[0][0])
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _retry(self, func: Callable[[], T]) -> T:
+        return self._retrying(func)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """One immediate transaction (the write lock is taken up front, never upgraded)."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        else:
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        def run() -> list[Any]:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+
+        return self._retry(run)
+
+    # -- writes ----------------------------------------------------------------
+
+    def commit(self, batch: Batch) -> list[Incident]:
+        """Write a batch atomically; the incidents it touched, as they now are."""
+        if not batch:
+            return []
+
+        def run() -> list[Incident]:
+            with self._lock, self._write() as cur:
+                return _commit(cur, batch)
+
+        return self._retry(run)
+
+    def prune(self, now: float, *, keep_runs: float, keep_samples: float) -> Pruned:
+        """Drop what retention no longer keeps (``keep_*`` in seconds before ``now``)."""
+
+        def run() -> Pruned:
+            with self._lock, self._write() as cur:
+                runs = cur.execute("DELETE FROM runs WHERE last < ?", (now - keep_runs,)).rowcount
+                samples = cur.execute(
+                    "DELETE FROM samples WHERE second < ?", (now - keep_samples,)
+                ).rowcount
+                incidents = cur.execute(
+                    "DELETE FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ?",
+                    (now - keep_runs,),
+                ).rowcount
+            return Pruned(runs=runs, samples=samples, incidents=incidents)
+
+        return self._retry(run)
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, incident_id: str) -> Incident | None:
+        """The incident called ``incident_id``, or None."""
+        return fold(self.events(incident_id))
+
+    def incidents(self, *, state: str | None = None, service: str | None = None) -> list[Incident]:
+        """Incidents (optionally of one state and service), oldest start first."""
+        rows = self._read(
+            "SELECT e.seq, e.body FROM incidents i JOIN events e ON e.incident = i.id "
+            "WHERE (?1 IS NULL OR i.state = ?1) AND (?2 IS NULL OR i.service = ?2) "
+            "ORDER BY i.started_at, i.id, e.seq",
+            (state, service),
+        )
+        grouped: dict[str, list[EventRecord]] = {}
+        for seq, body in rows:
+            event = _event(seq, body)
+            grouped.setdefault(event.incident, []).append(event)
+        found = [fold(events) for events in grouped.values()]
+        return [i for i in found if i is not None]
+
+    def events(self, incident_id: str) -> list[EventRecord]:
+        """The events of an incident, in append order."""
+        rows = self._read(
+            "SELECT seq, body FROM events WHERE incident = ? ORDER BY seq", (incident_id,)
+        )
+        return [_event(seq, body) for seq, body in rows]
+
+    def runs(self, service: str, channel: str | None, first: int, last: int) -> list[Run]:
+        """Runs of a service (one channel, or all) overlapping seconds ``first..last``."""
+        rows = self._read(
+            "SELECT service, channel, verdict, first, last, counts, set_aside FROM runs "
+            "WHERE service = ?1 AND (?2 IS NULL OR channel = ?2) AND first <= ?4 AND last >= ?3 "
+            "ORDER BY channel, first",
+            (service, channel, first, last),
+        )
+        return [_run(row) for row in rows]
+
+    def last_runs(self) -> list[Run]:
+        """The latest run of every (service, channel)."""
+        rows = self._read(
+            "SELECT r.service, r.channel, r.verdict, r.first, r.last, r.counts, r.set_aside "
+            "FROM runs r JOIN (SELECT service, channel, max(first) AS first FROM runs "
+            "GROUP BY service, channel) m USING (service, channel, first) "
+            "ORDER BY r.service, r.channel"
+        )
+        return [_run(row) for row in rows]
+
+    def samples(self, service: str, first: int, last: int) -> list[Attempt]:
+        """Sampled attempts of a service started in seconds ``first..last``, in time order."""
+        rows = self._read(
+            "SELECT service, channel, target, prober, started_at, duration_s, outcome, phase, "
+            "detail, timings FROM samples WHERE service = ? AND second BETWEEN ? AND ? "
+            "ORDER BY started_at, channel, target",
+            (service, first, last),
+        )
+        return [
+            Attempt(
+                service=row[0],
+                channel=Channel(row[1]),
+                target=row[2],
+                prober=row[3],
+                started_at=row[4],
+                duration_s=row[5],
+                outcome=Outcome(row[6]),
+                phase=row[7],
+                detail=row[8],
+                timings=json.loads(row[9]),
+            )
+            for row in rows
+        ]
+
+    def high_water(self) -> HighWater:
+        """The last persisted second of every (service, channel)."""
+        rows = self._read("SELECT service, channel, second FROM high_water")
+        return {(service, channel): second for service, channel, second in rows}
+
+    def classifier_state(self) -> dict[str, Any] | None:
+        """The classifier snapshot committed with the latest runs, or None."""
+        rows = self._read("SELECT value FROM state WHERE key = 'classifier'")
+        if not rows:
+            return None
+        state: dict[str, Any] = json.loads(rows[0][0])
+        return state
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (a trigger body keeps its inner semicolons)."""
+    out: list[str] = []
+    current = ""
+    for part in script.split(";"):
+        current += part + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                out.append(current.strip())
+            current = ""
+    return out
+
+
+def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
+    touched: dict[str, Incident] = {}
+    for event in batch.events:
+        if (
+            event.key is not None
+            and cur.execute(
+                "SELECT 1 FROM events WHERE incident = ? AND key = ?", (event.incident, event.key)
+            ).fetchone()
+        ):
+            continue
+        current = touched.get(event.incident)
+        if current is None:
+            current = fold(_events_of(cur, event.incident))
+        updated = apply(current, event)
+        if current is None:
+            cur.execute(
+                "INSERT INTO incidents (id, service, state, severity, started_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (updated.id, updated.service, updated.state, updated.severity, updated.started_at),
+            )
+        body = event.to_json()
+        del body["seq"]
+        cur.execute(
+            "INSERT INTO events (incident, key, kind, at, source, recorded_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.incident,
+                event.key,
+                event.kind,
+                event.at,
+                event.source,
+                event.recorded_at,
+                json.dumps(body, sort_keys=True),
+            ),
+        )
+        touched[event.incident] = updated
+    for incident in touched.values():
+        cur.execute(
+            "UPDATE incidents SET state = ?, severity = ?, closed_at = ? WHERE id = ?",
+            (incident.state, incident.severity, closed_at(incident), incident.id),
+        )
+    cur.executemany(
+        "INSERT INTO runs (service, channel, first, last, verdict, counts, set_aside) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service, channel, first) DO UPDATE SET "
+        "last = excluded.last, verdict = excluded.verdict, counts = excluded.counts, "
+        "set_aside = excluded.set_aside",
+        [
+            (r.service, r.channel, r.first, r.last, r.verdict, json.dumps(r.counts), r.set_aside)
+            for r in batch.runs
+        ],
+    )
+    cur.executemany(
+        "INSERT INTO samples (service, channel, second, started_at, target, prober, duration_s, "
+        "outcome, phase, detail, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                a.service,
+                str(a.channel),
+                a.second,
+                a.started_at,
+                a.target,
+                a.prober,
+                a.duration_s,
+                str(a.outcome),
+                a.phase,
+                a.detail,
+                json.dumps(dict(a.timings), sort_keys=True),
+            )
+            for a in batch.samples
+        ],
+    )
+    cur.executemany(
+        "INSERT INTO high_water (service, channel, second) VALUES (?, ?, ?) "
+        "ON CONFLICT (service, channel) DO UPDATE SET second = max(second, excluded.second)",
+        [(service, channel, second) for (service, channel), second in batch.high_water.items()],
+    )
+    if batch.classifier_state is not None:
+        cur.execute(
+            "INSERT INTO state (key, value) VALUES ('classifier', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (json.dumps(batch.classifier_state, sort_keys=True),),
+        )
+    return [touched[i] for i in sorted(touched)]
+
+
+def _events_of(cur: sqlite3.Cursor, incident_id: str) -> list[EventRecord]:
+    rows = cur.execute(
+        "SELECT seq, body FROM events WHERE incident = ? ORDER BY seq", (incident_id,)
+    ).fetchall()
+    return [_event(seq, body) for seq, body in rows]
+
+
+def _event(seq: int, body: str) -> EventRecord:
+    data: Mapping[str, Any] = json.loads(body)
+    return EventRecord.from_json({**data, "seq": seq})
+
+
+def _run(row: tuple[Any, ...]) -> Run:
+    service, channel, verdict, first, last, counts, set_aside = row
+    return Run(
+        service=service,
+        channel=channel,
+        verdict=verdict,
+        first=first,
+        last=last,
+        counts=tuple(json.loads(counts)),
+        set_aside=set_aside,
+    )

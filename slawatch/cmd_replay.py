@@ -1,0 +1,101 @@
+"""The ``replay`` command: judge an attempt log (JSON Lines) as the daemon would, and report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from classifier.engine import default_horizon
+from classifier.replay import ReplayError, ReplayResult, replay, result_json, result_text
+from config import LoadedConfig, load_config
+from incidents.recorder import replay_into_store
+from incidents.sqlite_store import SqliteStore
+from incidents.store import StoreError
+from slawatch.errors import InputError
+
+STDIN = "-"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``replay`` command."""
+    parser = subparsers.add_parser(
+        "replay",
+        help="judge an attempt log (JSON Lines) by the contract, second by second",
+        description=(
+            "Read attempts as JSON Lines (one attempt a line; '-' for stdin), judge every "
+            "second as the daemon would, and print verdict counts and incidents."
+        ),
+    )
+    parser.add_argument("--config", required=True, help="the slawatch config file")
+    parser.add_argument(
+        "attempts", metavar="ATTEMPTS.jsonl", help="the attempt log, or - for stdin"
+    )
+    parser.add_argument("--format", choices=["json", "text"], default="json")
+    parser.add_argument(
+        "--store", help="also persist verdict runs, evidence and incidents into this store file"
+    )
+    parser.add_argument(
+        "--horizon",
+        type=_seconds,
+        default=None,
+        help="seconds after its end by which a second's attempts are all in the log "
+        "(default: the longest configured timeout + 1, at least 11)",
+    )
+    parser.set_defaults(func=run_replay)
+
+
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+@contextmanager
+def _open(path: str) -> Iterator[BinaryIO]:
+    if path == STDIN:
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb", buffering=1 << 20)  # noqa: SIM115  (closed below)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def _replay_into(handle: BinaryIO, loaded: LoadedConfig, path: str, horizon: int) -> ReplayResult:
+    try:
+        with SqliteStore(path) as store:
+            return replay_into_store(handle, loaded, store, horizon=horizon)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Replay the log and print the JSON report or the text summary."""
+    loaded = load_config(args.config)
+    horizon = default_horizon(loaded.config) if args.horizon is None else args.horizon
+    name = "<stdin>" if args.attempts == STDIN else args.attempts
+    with _open(args.attempts) as handle:
+        try:
+            if args.store is None:
+                result = replay(handle, loaded.config, loaded.catalog, horizon=horizon)
+            else:
+                result = _replay_into(handle, loaded, args.store, horizon)
+        except ReplayError as exc:
+            raise InputError(f"{name}:{exc.line}: {exc.message}") from None
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if args.format == "json":
+        sys.stdout.write(json.dumps(result_json(result, loaded.config), indent=2) + "\n")
+    else:
+        sys.stdout.write(result_text(result) + "\n")
+    return 0

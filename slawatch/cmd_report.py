@@ -1,0 +1,86 @@
+"""The ``report`` command: a service's availability over a month or a range, vs its commitment."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from config import load_config
+from incidents.events import EventError, parse_utc
+from incidents.report import REPORT_FORMATS, ReportError, month_range, render_report, report_for
+from probe.clock import SystemClock
+from slawatch.cmd_incidents import add_store_options, open_store
+from slawatch.errors import InputError
+
+
+def register(subparsers: Any) -> None:
+    """Add ``report``."""
+    parser = subparsers.add_parser(
+        "report",
+        help="availability of a service by the contract's definition",
+        description=(
+            "Observed and unavailable seconds per channel and combined, the availability, "
+            "the commitment (sla.commitment) and its budget, and the incidents of the period."
+        ),
+    )
+    parser.add_argument("--service", required=True)
+    period = parser.add_mutually_exclusive_group(required=True)
+    period.add_argument("--month", help="a calendar month in UTC, YYYY-MM")
+    period.add_argument("--from", dest="start", help="start, RFC 3339 (with --to)")
+    parser.add_argument("--to", dest="end", help="end (exclusive), RFC 3339")
+    parser.add_argument("--format", choices=REPORT_FORMATS, default="text")
+    parser.add_argument("-o", "--output", help="write to this file instead of stdout")
+    add_store_options(parser, config_required=True)
+    parser.set_defaults(func=report)
+
+
+def _period(args: argparse.Namespace) -> tuple[int, int]:
+    if args.month is not None:
+        if args.end is not None:
+            raise InputError("report: --to goes with --from, not with --month")
+        try:
+            return month_range(args.month)
+        except ReportError as exc:
+            raise InputError(f"--month: {exc}") from None
+    if args.end is None:
+        raise InputError("report: --from needs --to")
+    try:
+        start, end = parse_utc(args.start), parse_utc(args.end)
+    except EventError as exc:
+        raise InputError(f"report: {exc}") from None
+    # Whole seconds: a second belongs to the period if it starts inside it.
+    return math.ceil(start), math.ceil(end)
+
+
+def report(args: argparse.Namespace) -> int:
+    """Print the availability report of one service."""
+    loaded = load_config(args.config)
+    try:
+        service = loaded.config.service(args.service)
+    except KeyError:
+        known = ", ".join(s.name for s in loaded.config.services)
+        raise InputError(f"--service: unknown service {args.service!r} (known: {known})") from None
+    start, end = _period(args)
+    if end <= start:
+        raise InputError("report: the period is empty (--to must be after --from)")
+    with open_store(args) as store:
+        result = report_for(
+            store,
+            service.name,
+            start=start,
+            end=end,
+            commitment=service.sla.commitment,
+            now=SystemClock().time(),
+        )
+    text = render_report(result, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+    return 0

@@ -1,0 +1,196 @@
+"""Prometheus metrics of DESIGN.md §9, on an injected registry, fed from the domain's events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from classifier.verdict import COMBINED, VERDICTS, SecondVerdict, Verdict
+from config import Config
+from probe.attempt import Attempt, Outcome
+
+# Attempt durations: from a fast loopback call to the longest sensible timeout.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Launch lag: a healthy loop stays in the first buckets; a stalled one reaches seconds.
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CLOCKS = ("first_response", "update", "restore")
+SEVERITIES = ("1", "2", "3")
+
+
+class Metrics:
+    """Every slawatch metric, registered on one registry; label sets pre-initialised to zero."""
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self.registry = registry
+        self.attempts = Counter(
+            "slawatch_attempts",
+            "Probe attempts by outcome.",
+            ["service", "channel", "target", "outcome"],
+            registry=registry,
+        )
+        self.attempt_duration = Histogram(
+            "slawatch_attempt_duration_seconds",
+            "Duration of probe attempts.",
+            ["service", "channel", "target"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.seconds = Counter(
+            "slawatch_seconds",
+            "Final per-second verdicts by the contract's definition (api, smtp or combined).",
+            ["service", "channel", "verdict"],
+            registry=registry,
+        )
+        self.channel_available = Gauge(
+            "slawatch_channel_available",
+            "1 when the channel's last final second was neither unavailable nor partial.",
+            ["service", "channel"],
+            registry=registry,
+        )
+        self.streak = Gauge(
+            "slawatch_unavailable_streak_seconds",
+            "Consecutive unavailable seconds up to the last final second.",
+            ["service", "channel"],
+            registry=registry,
+        )
+        self.incidents_open = Gauge(
+            "slawatch_incidents_open",
+            "Open incidents by normalized severity.",
+            ["service", "severity"],
+            registry=registry,
+        )
+        self.incidents_opened = Counter(
+            "slawatch_incidents_opened",
+            "Incidents opened (or reopened) by normalized severity.",
+            ["service", "severity"],
+            registry=registry,
+        )
+        self.deadline = Gauge(
+            "slawatch_sla_deadline_timestamp_seconds",
+            "Earliest pending SLA deadline of the service's open incidents (0: none).",
+            ["service", "clock"],
+            registry=registry,
+        )
+        self.breaches = Counter(
+            "slawatch_sla_breaches",
+            "SLA clocks breached.",
+            ["service", "severity", "clock"],
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "slawatch_scheduler_lag_seconds",
+            "Delay between a launch's scheduled and actual time.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.misconfigured = Gauge(
+            "slawatch_probe_misconfigured",
+            "1 when the target's last attempt failed through the probe's own configuration.",
+            ["service", "target"],
+            registry=registry,
+        )
+        self.missed = Counter(
+            "slawatch_missed_launches",
+            "Launches skipped because the scheduler stalled past their second.",
+            ["service", "target"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "slawatch_build_info", "slawatch build information.", ["version"], registry=registry
+        )
+        self.build_info.labels(version=version).set(1)
+        self._streaks: dict[tuple[str, str], int] = {}
+        self._targets: set[tuple[str, str, str]] = set()
+
+    def prepare(self, config: Config) -> None:
+        """Create every known label set at zero, and drop those of removed targets."""
+        targets: set[tuple[str, str, str]] = set()
+        for service in config.services:
+            channels = [c for c, ts in (("api", service.api), ("smtp", service.smtp)) if ts]
+            for channel in [*channels, COMBINED]:
+                for verdict in VERDICTS:
+                    self.seconds.labels(service.name, channel, verdict.value)
+                self.channel_available.labels(service.name, channel)
+                self.streak.labels(service.name, channel)
+            for severity in SEVERITIES:
+                self.incidents_open.labels(service.name, severity)
+                self.incidents_opened.labels(service.name, severity)
+                for clock in CLOCKS:
+                    self.breaches.labels(service.name, severity, clock)
+            for clock in CLOCKS:
+                self.deadline.labels(service.name, clock)
+            for channel, names in (
+                ("api", [t.name for t in service.api]),
+                ("smtp", [t.name for t in service.smtp]),
+            ):
+                for name in names:
+                    targets.add((service.name, channel, name))
+        for control in config.control:
+            targets.add(("_control", "control", control.name))
+        for service_name, channel, name in sorted(targets):
+            for outcome in Outcome:
+                self.attempts.labels(service_name, channel, name, outcome.value)
+            self.attempt_duration.labels(service_name, channel, name)
+            self.misconfigured.labels(service_name, name)
+            self.missed.labels(service_name, name)
+        for gone in self._targets - targets:
+            self._remove_target(*gone)
+        self._targets = targets
+
+    def _remove_target(self, service: str, channel: str, name: str) -> None:
+        for outcome in Outcome:
+            self.attempts.remove(service, channel, name, outcome.value)
+        self.attempt_duration.remove(service, channel, name)
+        self.misconfigured.remove(service, name)
+        self.missed.remove(service, name)
+
+    def attempt(self, attempt: Attempt, *, misconfigured: bool = False) -> None:
+        """Count one finished attempt."""
+        labels = (attempt.service, attempt.channel.value, attempt.target)
+        self.attempts.labels(*labels, attempt.outcome.value).inc()
+        self.attempt_duration.labels(*labels).observe(attempt.duration_s)
+        self.misconfigured.labels(attempt.service, attempt.target).set(1 if misconfigured else 0)
+
+    def verdict(self, verdict: SecondVerdict) -> None:
+        """Count one final second and update the channel's availability and streak."""
+        key = (verdict.service, verdict.channel)
+        self.seconds.labels(*key, verdict.verdict.value).inc()
+        bad = verdict.verdict in (Verdict.UNAVAILABLE, Verdict.PARTIAL)
+        if verdict.verdict in (Verdict.AVAILABLE, Verdict.UNAVAILABLE, Verdict.PARTIAL):
+            self.channel_available.labels(*key).set(0 if bad else 1)
+        streak = self._streaks.get(key, 0) + 1 if verdict.verdict is Verdict.UNAVAILABLE else 0
+        self._streaks[key] = streak
+        self.streak.labels(*key).set(streak)
+
+    def launch_lag(self, seconds: float) -> None:
+        """Observe one launch's lag."""
+        self.lag.observe(max(0.0, seconds))
+
+    def missed_launch(self, service: str, target: str) -> None:
+        """Count one launch the scheduler could not make in its second."""
+        self.missed.labels(service, target).inc()
+
+    def incident_opened(self, service: str, severity: int) -> None:
+        """Count an opened or reopened incident."""
+        self.incidents_opened.labels(service, str(severity)).inc()
+
+    def breach(self, service: str, severity: int, clock: str) -> None:
+        """Count one breached SLA clock."""
+        self.breaches.labels(service, str(severity), clock).inc()
+
+    def set_open(self, counts: Mapping[tuple[str, int], int], services: Iterable[str]) -> None:
+        """Set the open-incident gauges from (service, severity) → count."""
+        for service in services:
+            for severity in SEVERITIES:
+                self.incidents_open.labels(service, severity).set(
+                    counts.get((service, int(severity)), 0)
+                )
+
+    def set_deadlines(
+        self, deadlines: Mapping[tuple[str, str], float | None], services: Iterable[str]
+    ) -> None:
+        """Set the earliest pending deadline per (service, clock); 0 when none."""
+        for service in services:
+            for clock in CLOCKS:
+                self.deadline.labels(service, clock).set(deadlines.get((service, clock)) or 0)

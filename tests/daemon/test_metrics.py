@@ -1,0 +1,223 @@
+"""The metrics of DESIGN.md §9: names, labels, zero-initialised label sets, promtool-clean."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from classifier.verdict import OUTCOMES, SecondVerdict, Verdict
+from config import load_config_text
+from probe.attempt import Attempt, Channel, Outcome
+from slawatch.metrics import Metrics
+
+CONFIG = """
+control: [{name: gw, tcp: "127.0.0.1:1"}]
+services:
+  - name: sparkpost
+    api: [{name: account, url: "http://127.0.0.1:1/"}]
+    smtp: [{name: inject, host: 127.0.0.1}]
+"""
+
+
+def _metrics() -> tuple[Metrics, CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, "1.2.3")
+    metrics.prepare(load_config_text(CONFIG, "c.yaml", {}).config)
+    return metrics, registry
+
+
+def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def _verdict(verdict: Verdict, second: int, channel: str = "api") -> SecondVerdict:
+    return SecondVerdict("sparkpost", channel, second, verdict, (0,) * len(OUTCOMES))
+
+
+def test_label_sets_start_at_zero() -> None:
+    """Every known series exists at 0 before anything happens."""
+    _, registry = _metrics()
+    assert (
+        _value(
+            registry,
+            "slawatch_seconds_total",
+            service="sparkpost",
+            channel="combined",
+            verdict="unavailable",
+        )
+        == 0
+    )
+    assert (
+        _value(
+            registry,
+            "slawatch_seconds_total",
+            service="sparkpost",
+            channel="smtp",
+            verdict="no_data",
+        )
+        == 0
+    )
+    assert (
+        _value(
+            registry,
+            "slawatch_attempts_total",
+            service="sparkpost",
+            channel="api",
+            target="account",
+            outcome="timeout",
+        )
+        == 0
+    )
+    assert (
+        _value(
+            registry,
+            "slawatch_attempts_total",
+            service="_control",
+            channel="control",
+            target="gw",
+            outcome="ok",
+        )
+        == 0
+    )
+    assert _value(registry, "slawatch_incidents_open", service="sparkpost", severity="1") == 0
+    assert (
+        _value(
+            registry,
+            "slawatch_sla_breaches_total",
+            service="sparkpost",
+            severity="2",
+            clock="restore",
+        )
+        == 0
+    )
+    assert (
+        _value(
+            registry,
+            "slawatch_sla_deadline_timestamp_seconds",
+            service="sparkpost",
+            clock="first_response",
+        )
+        == 0
+    )
+    assert _value(registry, "slawatch_build_info", version="1.2.3") == 1
+
+
+def test_attempts_and_verdicts_are_counted() -> None:
+    """Attempts count by outcome; verdicts count by second with streak and availability gauges."""
+    metrics, registry = _metrics()
+    metrics.attempt(Attempt("sparkpost", Channel.API, "account", "eu-1", 1.0, 0.2, Outcome.TIMEOUT))
+    for second in range(3):
+        metrics.verdict(_verdict(Verdict.UNAVAILABLE, second))
+    assert (
+        _value(
+            registry,
+            "slawatch_attempts_total",
+            service="sparkpost",
+            channel="api",
+            target="account",
+            outcome="timeout",
+        )
+        == 1
+    )
+    assert (
+        _value(
+            registry,
+            "slawatch_attempt_duration_seconds_count",
+            service="sparkpost",
+            channel="api",
+            target="account",
+        )
+        == 1
+    )
+    assert (
+        _value(
+            registry,
+            "slawatch_seconds_total",
+            service="sparkpost",
+            channel="api",
+            verdict="unavailable",
+        )
+        == 3
+    )
+    assert (
+        _value(registry, "slawatch_unavailable_streak_seconds", service="sparkpost", channel="api")
+        == 3
+    )
+    assert _value(registry, "slawatch_channel_available", service="sparkpost", channel="api") == 0
+    metrics.verdict(_verdict(Verdict.NO_DATA, 3))
+    assert (
+        _value(registry, "slawatch_unavailable_streak_seconds", service="sparkpost", channel="api")
+        == 0
+    )
+    assert _value(registry, "slawatch_channel_available", service="sparkpost", channel="api") == 0
+    metrics.verdict(_verdict(Verdict.AVAILABLE, 4))
+    assert _value(registry, "slawatch_channel_available", service="sparkpost", channel="api") == 1
+
+
+def test_reload_drops_removed_targets_and_keeps_counters() -> None:
+    """prepare() on a new config removes gone targets' series and keeps unchanged ones."""
+    metrics, registry = _metrics()
+    metrics.attempt(Attempt("sparkpost", Channel.API, "account", "eu-1", 1.0, 0.2, Outcome.OK))
+    smaller = "services: [{name: sparkpost, api: [{name: account, url: 'http://127.0.0.1:1/'}]}]"
+    metrics.prepare(load_config_text(smaller, "c.yaml", {}).config)
+    assert (
+        _value(
+            registry,
+            "slawatch_attempts_total",
+            service="sparkpost",
+            channel="api",
+            target="account",
+            outcome="ok",
+        )
+        == 1
+    )
+    assert (
+        _value(
+            registry,
+            "slawatch_attempts_total",
+            service="sparkpost",
+            channel="smtp",
+            target="inject",
+            outcome="ok",
+        )
+        is None
+    )
+
+
+def test_exposition_passes_promtool(require_tool: Callable[[str], str], tmp_path: Path) -> None:
+    """`promtool check metrics` finds nothing to complain about."""
+    promtool = require_tool("promtool")
+    metrics, registry = _metrics()
+    metrics.attempt(Attempt("sparkpost", Channel.SMTP, "inject", "eu-1", 1.0, 0.05, Outcome.OK))
+    metrics.verdict(_verdict(Verdict.AVAILABLE, 1, "combined"))
+    metrics.launch_lag(0.002)
+    metrics.set_open({("sparkpost", 1): 1}, ["sparkpost"])
+    metrics.set_deadlines({("sparkpost", "first_response"): 1_790_000_900.0}, ["sparkpost"])
+    text = generate_latest(registry)
+    proc = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert proc.stdout.decode().strip() == ""
+    labels = {
+        label
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+        for label in sample.labels
+    }
+    # Bounded label sets only: no incident id, no free text.
+    assert labels == {
+        "service",
+        "channel",
+        "target",
+        "outcome",
+        "verdict",
+        "severity",
+        "clock",
+        "version",
+        "le",
+    }
