@@ -19,8 +19,7 @@ system-deps:
 	@sh .ci/system-deps
 
 run: $(STAMP)
-	$(BIN)/slawatch check-config config/examples/slawatch.yaml
-	$(BIN)/slawatch catalog
+	$(BIN)/slawatch demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -30,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) system-deps
-	$(BIN)/pytest -q -n 2 --cov --cov-report=term
+	$(BIN)/pytest -q -n 2 --dist loadfile --cov --cov-report=term
 
 test: lint typecheck pytest
 

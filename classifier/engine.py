@@ -56,11 +56,10 @@ def default_horizon(config: Config) -> int:
     The longest configured timeout (``DEFAULT_TIMEOUT_S`` when none is), rounded up,
     plus one second of slack for launch lag and the time to record a result.
     """
-    timeouts = [DEFAULT_TIMEOUT_S]
-    timeouts += [c.timeout for c in config.control]
+    timeouts = [c.timeout for c in config.control]
     for service in config.services:
         timeouts += [t.timeout for t in service.api] + [t.timeout for t in service.smtp]
-    return math.ceil(max(timeouts)) + 1
+    return math.ceil(max(timeouts, default=DEFAULT_TIMEOUT_S)) + 1
 
 
 @dataclass(slots=True)

@@ -63,6 +63,11 @@ class ManualClock:
         self._waiters.append((wall, future))
         await future
 
+    def next_wake(self) -> float | None:
+        """The earliest wall time a sleeper still waits for (None when nobody sleeps)."""
+        pending = [wall for wall, future in self._waiters if not future.done()]
+        return min(pending) if pending else None
+
     def advance(self, seconds: float) -> None:
         """Move time forward and wake every sleeper whose time has come."""
         self._now += seconds

@@ -10,16 +10,29 @@ from config import ConfigError
 from slawatch import (
     __version__,
     cmd_config,
+    cmd_demo,
     cmd_evidence,
     cmd_incidents,
+    cmd_probe,
     cmd_replay,
     cmd_report,
+    cmd_run,
     cmd_sla,
 )
 from slawatch.errors import CheckFailed, InputError
 
 # Each command module exposes ``register(subparsers)`` and sets ``func`` on its parser.
-COMMANDS = [cmd_config, cmd_sla, cmd_replay, cmd_incidents, cmd_evidence, cmd_report]
+COMMANDS = [
+    cmd_run,
+    cmd_demo,
+    cmd_config,
+    cmd_probe,
+    cmd_replay,
+    cmd_incidents,
+    cmd_evidence,
+    cmd_report,
+    cmd_sla,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

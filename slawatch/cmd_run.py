@@ -1,0 +1,45 @@
+"""``slawatch run``: the daemon in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from config import load_config
+from incidents.store import StoreError
+from probe.clock import SystemClock
+from slawatch.daemon import build
+from slawatch.errors import InputError
+from slawatch.logs import setup_logging
+from slawatch.web import make_app
+
+
+def register(subparsers: Any) -> None:
+    """Add ``run``."""
+    run = subparsers.add_parser("run", help="run the monitor (probes, classifier, store, web)")
+    run.add_argument("--config", required=True, help="the config file")
+    run.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    run.set_defaults(func=run_daemon)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """Load the config, then run the daemon until it is told to stop."""
+    loaded = load_config(args.config)
+    daemon = build(loaded, clock=SystemClock(), registry=CollectorRegistry())
+    setup_logging(level=args.log_level, fmt=args.log_format, secrets=daemon.secrets)
+
+    async def main() -> None:
+        daemon.install_signal_handlers()
+        await daemon.run(web_app=make_app(daemon))
+
+    try:
+        asyncio.run(main())
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+    except OSError as exc:
+        raise InputError(f"{loaded.source}: server.listen: {exc.strerror or exc}") from None
+    return 0

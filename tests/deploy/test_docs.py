@@ -1,0 +1,33 @@
+"""docs/deploy.md covers every deployment asset and the promtool commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "deploy.md"
+ASSETS = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in (ROOT / "deploy").rglob("*")
+    if p.is_file() and p.parent.name != "tests"
+)
+
+
+@pytest.mark.parametrize("asset", [pytest.param(a, id=a) for a in ASSETS])
+def test_guide_names_asset(asset: str) -> None:
+    """Each file under deploy/ is explained in the deployment guide."""
+    assert asset in GUIDE.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param("promtool check rules", id="check"),
+        pytest.param("promtool test rules deploy/prometheus/tests/*.yml", id="test"),
+    ],
+)
+def test_guide_shows_promtool(command: str) -> None:
+    """The guide shows how to check and test the rules."""
+    assert command in GUIDE.read_text(encoding="utf-8")

@@ -1,0 +1,18 @@
+"""Shared fixtures of the probe tests: a probe context on the system clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from probe_servers import SECRET_ENV
+
+from probe.base import ProbeContext
+from probe.clock import SystemClock
+
+
+@pytest.fixture
+async def context() -> AsyncIterator[ProbeContext]:
+    """A probe context on the real clock, closed after the test."""
+    async with ProbeContext(clock=SystemClock(), prober="test-1", secrets={SECRET_ENV}) as ctx:
+        yield ctx

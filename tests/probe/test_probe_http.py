@@ -1,0 +1,429 @@
+"""The HTTP probe against real loopback servers: every status and every row of its exception table."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import resource
+import socket
+import ssl
+import struct
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from probe_servers import free_port, raw_server
+
+from config.model import HttpTarget, TlsOptions
+from probe.attempt import Attempt, Channel, Outcome
+from probe.base import ProbeContext
+from probe.http import HTTP_ERRORS, HttpProbe
+
+TIMEOUT = 0.4
+
+
+async def run(context: ProbeContext, **target: Any) -> Attempt:
+    """One attempt of an HTTP probe built from ``target`` keys."""
+    target.setdefault("name", "t")
+    target.setdefault("timeout", TIMEOUT)
+    probe = HttpProbe(HttpTarget(**target), service="svc", context=context)
+    return await probe.attempt(deadline=context.clock.monotonic() + probe.timeout)
+
+
+async def _status(request: web.Request) -> web.StreamResponse:
+    code = int(request.match_info["code"])
+    if code == 301:
+        raise web.HTTPMovedPermanently(location="/status/200")
+    return web.Response(status=code, text=f"status {code} body")
+
+
+async def _echo_auth(request: web.Request) -> web.StreamResponse:
+    # A misbehaving server that echoes the credential in its reason phrase.
+    return web.Response(status=500, reason=request.headers.get("Authorization", "none"))
+
+
+async def _slow_body(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b"first")
+    await asyncio.sleep(5)
+    return response
+
+
+@pytest.fixture
+async def app_server() -> AsyncIterator[TestServer]:
+    """An aiohttp server on 127.0.0.1 answering /status/{code}, /echo-auth and /slow-body."""
+    app = web.Application()
+    app.router.add_route("*", "/status/{code}", _status)
+    app.router.add_get("/echo-auth", _echo_auth)
+    app.router.add_get("/slow-body", _slow_body)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "expect", "outcome", "detail"),
+    [
+        pytest.param(200, None, Outcome.OK, "HTTP 200 OK", id="200-ok"),
+        pytest.param(301, None, Outcome.OK, "HTTP 301 Moved Permanently", id="301-default-ok"),
+        pytest.param(301, [200], Outcome.CLIENT_ERROR, "HTTP 301 Moved", id="301-unexpected"),
+        pytest.param(404, None, Outcome.CLIENT_ERROR, "HTTP 404 Not Found", id="404"),
+        pytest.param(408, None, Outcome.TIMEOUT, "HTTP 408 Request Timeout", id="408"),
+        pytest.param(429, None, Outcome.RATE_LIMITED, "HTTP 429 Too Many Requests", id="429"),
+        pytest.param(500, None, Outcome.SERVER_ERROR, "HTTP 500 Internal Server Error", id="500"),
+        pytest.param(503, None, Outcome.SERVER_ERROR, "HTTP 503 Service Unavailable", id="503"),
+        pytest.param(504, None, Outcome.TIMEOUT, "HTTP 504 Gateway Timeout", id="504"),
+    ],
+)
+async def test_status(
+    *,
+    context: ProbeContext,
+    app_server: TestServer,
+    code: int,
+    expect: list[int] | None,
+    outcome: Outcome,
+    detail: str,
+) -> None:
+    """Each response status maps to the outcome of DESIGN.md §3, redirects unfollowed."""
+    extra = {"expect_status": expect} if expect else {}
+    attempt = await run(context, url=str(app_server.make_url(f"/status/{code}")), **extra)
+    assert attempt.outcome is outcome
+    assert attempt.detail.startswith(detail)
+    assert attempt.phase == "done"
+    assert attempt.channel is Channel.API
+    assert (attempt.service, attempt.target, attempt.prober) == ("svc", "t", "test-1")
+    assert set(attempt.timings) == {"connect", "ttfb", "total"}
+    assert 0 < attempt.timings["ttfb"] <= attempt.timings["total"] <= attempt.duration_s + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "expect_body", "outcome", "detail"),
+    [
+        pytest.param("GET", None, "status 200", Outcome.OK, "HTTP 200 OK", id="body-found"),
+        pytest.param(
+            "GET",
+            None,
+            "maintenance",
+            Outcome.SERVER_ERROR,
+            "HTTP 200 OK: body check failed",
+            id="body-missing",
+        ),
+        pytest.param("POST", '{"a": 1}', None, Outcome.OK, "HTTP 200 OK", id="post-with-body"),
+    ],
+)
+async def test_body(
+    *,
+    context: ProbeContext,
+    app_server: TestServer,
+    method: str,
+    body: str | None,
+    expect_body: str | None,
+    outcome: Outcome,
+    detail: str,
+) -> None:
+    """The optional body text must appear in an expected response for it to be ok."""
+    attempt = await run(
+        context,
+        url=str(app_server.make_url("/status/200")),
+        method=method,
+        body=body,
+        expect_body=expect_body,
+    )
+    assert (attempt.outcome, attempt.detail) == (outcome, detail)
+
+
+async def _hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(5)
+
+
+async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    sock = writer.get_extra_info("socket")
+    # Linger 0: close() sends RST instead of FIN.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+async def _short_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+    await writer.drain()
+
+
+async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 abc not a status\r\n\r\n")
+    await writer.drain()
+
+
+async def _plaintext(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(1)
+    writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4)
+    await writer.drain()
+
+
+@pytest.mark.parametrize(
+    ("handler", "outcome", "phase", "detail"),
+    [
+        pytest.param(
+            _hang,
+            Outcome.TIMEOUT,
+            "response",
+            f"deadline passed after {TIMEOUT}s in response",
+            id="hang-before-headers",
+        ),
+        pytest.param(
+            _reset,
+            Outcome.CONNECTION_ERROR,
+            "response",
+            "connection error in response",
+            id="reset-after-request",
+        ),
+        pytest.param(
+            _close,
+            Outcome.CONNECTION_ERROR,
+            "response",
+            "closed before a full response in response",
+            id="closed-after-request",
+        ),
+        pytest.param(
+            _short_body,
+            Outcome.CONNECTION_ERROR,
+            "body",
+            "response body cut short in body",
+            id="body-cut-short",
+        ),
+        pytest.param(
+            _garbage,
+            Outcome.SERVER_ERROR,
+            "response",
+            "malformed response in response",
+            id="malformed-status-line",
+        ),
+    ],
+)
+async def test_raw_server_faults(
+    context: ProbeContext,
+    handler: Callable[..., Any],
+    outcome: Outcome,
+    phase: str,
+    detail: str,
+) -> None:
+    """Servers that hang, reset, close or garble map to their rows, with exactly one connection."""
+    async with raw_server(handler) as server:
+        attempt = await run(context, url=f"http://127.0.0.1:{server.port}/")
+        assert server.connections == 1  # aiohttp's silent retry is off
+    assert attempt.outcome is outcome
+    assert attempt.phase == phase
+    assert attempt.detail.startswith(detail)
+
+
+async def test_slow_body_past_deadline(context: ProbeContext, app_server: TestServer) -> None:
+    """A body still streaming at the deadline is a timeout in the body phase, on time."""
+    attempt = await run(context, url=str(app_server.make_url("/slow-body")))
+    assert (attempt.outcome, attempt.phase) == (Outcome.TIMEOUT, "body")
+    assert attempt.detail == f"deadline passed after {TIMEOUT}s in body"
+    assert TIMEOUT <= attempt.duration_s < TIMEOUT + 0.2
+
+
+@pytest.mark.parametrize(
+    "connection", [pytest.param("fresh", id="fresh"), pytest.param("reuse", id="reuse")]
+)
+async def test_connection_modes(
+    context: ProbeContext, app_server: TestServer, connection: str
+) -> None:
+    """``fresh`` opens a connection for every attempt; ``reuse`` keeps one alive."""
+    url = str(app_server.make_url("/status/200"))
+    attempts = [await run(context, url=url, connection=connection) for _ in range(3)]
+    assert [a.outcome for a in attempts] == [Outcome.OK] * 3
+    measured_connect = ["connect" in a.timings for a in attempts]
+    assert measured_connect == ([True] * 3 if connection == "fresh" else [True, False, False])
+
+
+async def test_refused(context: ProbeContext) -> None:
+    """A closed port is a connection error in the connect phase."""
+    port = await free_port()
+    attempt = await run(context, url=f"http://127.0.0.1:{port}/")
+    assert (attempt.outcome, attempt.phase) == (Outcome.CONNECTION_ERROR, "connect")
+    assert attempt.detail.startswith("connect failed in connect: ClientConnectorError")
+
+
+async def test_unresolvable_name(context: ProbeContext) -> None:
+    """A name under the reserved .invalid TLD is a DNS error, timed in the dns phase."""
+    attempt = await run(context, url="http://no-such-host.invalid/")
+    assert (attempt.outcome, attempt.phase) == (Outcome.DNS_ERROR, "dns")
+    assert attempt.detail.startswith("name did not resolve in dns: ClientConnectorDNSError")
+
+
+async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
+    """Out of file descriptors, the prober reports its own fault, never the target's."""
+    port = await free_port()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # The next socket would take the lowest free descriptor: cap the limit just there.
+    with socket.socket() as spare:
+        lowest_free = spare.fileno()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        attempt = await run(context, url=f"http://127.0.0.1:{port}/")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (attempt.outcome, attempt.phase) == (Outcome.PROBE_ERROR, "connect")
+    assert attempt.detail.startswith("local resources exhausted in connect")
+
+
+async def test_bug_is_probe_error(context: ProbeContext, app_server: TestServer) -> None:
+    """An exception outside the target's making (a header aiohttp refuses) is a probe error."""
+    attempt = await run(
+        context, url=str(app_server.make_url("/status/200")), headers={"X-A": "a\r\nb"}
+    )
+    assert attempt.outcome is Outcome.PROBE_ERROR
+    assert attempt.detail.startswith("bug in the probe in response: ValueError")
+
+
+async def test_client_error_row(context: ProbeContext) -> None:
+    """A URL aiohttp cannot use (only reachable past validation) falls to the ClientError row."""
+    target = HttpTarget.model_construct(name="t", url="ftp://127.0.0.1/")
+    probe = HttpProbe(target, service="svc", context=context)
+    attempt = await probe.attempt(deadline=context.clock.monotonic() + 1)
+    assert attempt.outcome is Outcome.CONNECTION_ERROR
+    assert attempt.detail.startswith("client error in connect: NonHttpUrlClientError")
+
+
+async def test_deadline_already_passed(context: ProbeContext, app_server: TestServer) -> None:
+    """An attempt launched after its deadline is a timeout without touching the network."""
+    probe = HttpProbe(
+        HttpTarget(name="t", url=str(app_server.make_url("/status/200"))),
+        service="svc",
+        context=context,
+    )
+    attempt = await probe.attempt(deadline=context.clock.monotonic() - 1)
+    assert (attempt.outcome, attempt.phase) == (Outcome.TIMEOUT, "connect")
+
+
+async def test_secrets_redacted(context: ProbeContext, app_server: TestServer) -> None:
+    """A credential echoed back by the server never reaches the attempt detail."""
+    probe = HttpProbe(
+        HttpTarget(
+            name="t",
+            url=str(app_server.make_url("/echo-auth")),
+            headers={"Authorization": "Bearer s3cr3t-env"},
+        ),
+        service="svc",
+        context=context,
+    )
+    attempt = await probe.attempt(deadline=context.clock.monotonic() + 1)
+    assert attempt.outcome is Outcome.SERVER_ERROR
+    assert attempt.detail == "HTTP 500 Bearer [redacted]"
+
+
+# TLS ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A private certificate authority for the TLS cases."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """The CA certificate as a PEM file, as a user would configure it."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+async def _tls_server(cert: trustme.LeafCert) -> TestServer:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    app = web.Application()
+    app.router.add_route("*", "/status/{code}", _status)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=context)
+    return server
+
+
+@pytest.mark.parametrize(
+    ("expired", "trusted", "verify", "outcome", "detail"),
+    [
+        pytest.param(False, True, True, Outcome.OK, "HTTP 200 OK", id="trusted"),
+        pytest.param(
+            False,
+            False,
+            True,
+            Outcome.TLS_ERROR,
+            "certificate rejected in connect: ClientConnectorCertificateError",
+            id="untrusted",
+        ),
+        pytest.param(
+            True,
+            True,
+            True,
+            Outcome.TLS_ERROR,
+            "certificate rejected in connect: ClientConnectorCertificateError",
+            id="expired",
+        ),
+        pytest.param(False, False, False, Outcome.OK, "HTTP 200 OK", id="verify-off"),
+    ],
+)
+async def test_tls(
+    *,
+    context: ProbeContext,
+    ca: trustme.CA,
+    ca_file: str,
+    expired: bool,
+    trusted: bool,
+    verify: bool,
+    outcome: Outcome,
+    detail: str,
+) -> None:
+    """Certificates are verified by default: untrusted and expired ones are TLS errors."""
+    not_after = dt.datetime(2020, 1, 1, tzinfo=dt.UTC) if expired else None
+    not_before = dt.datetime(2019, 1, 1, tzinfo=dt.UTC) if expired else None
+    cert = ca.issue_cert("127.0.0.1", not_before=not_before, not_after=not_after)
+    server = await _tls_server(cert)
+    try:
+        tls = TlsOptions(verify=verify, ca_file=ca_file if trusted else None)
+        attempt = await run(context, url=f"https://127.0.0.1:{server.port}/status/200", tls=tls)
+    finally:
+        await server.close()
+    assert attempt.outcome is outcome
+    assert attempt.detail.startswith(detail)
+
+
+async def test_tls_handshake_failure(context: ProbeContext) -> None:
+    """A server that does not speak TLS is a handshake failure, not a certificate problem."""
+    async with raw_server(_plaintext) as server:
+        attempt = await run(context, url=f"https://127.0.0.1:{server.port}/")
+    assert (attempt.outcome, attempt.phase) == (Outcome.TLS_ERROR, "connect")
+    assert attempt.detail.startswith("TLS handshake failed in connect: ClientConnectorSSLError")
+
+
+def test_every_table_row_has_a_case() -> None:
+    """The exception table is the one in the docstring, and each row is exercised above."""
+    labels = [row.label for row in HTTP_ERRORS]
+    assert labels == [
+        "certificate rejected",
+        "TLS handshake failed",
+        "name did not resolve",
+        "local resources exhausted",
+        "connect failed",
+        "deadline passed",
+        "closed before a full response",
+        "response body cut short",
+        "connection error",
+        "malformed response",
+        "client error",
+        "bug in the probe",
+    ]

@@ -1,0 +1,586 @@
+"""The SMTP probe against real loopback servers: every mode, every reply row and exception row."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from probe_servers import SECRET_ENV, free_port, raw_server
+
+from config.model import OutcomeName, SmtpTarget, TlsOptions
+from probe.attempt import Attempt, Channel, Outcome
+from probe.base import ProbeContext
+from probe.smtp import DEFAULT_SMTP_REPLIES, SMTP_ERRORS, SmtpProbe, reply_outcome
+
+TIMEOUT = 0.4
+
+
+async def run(
+    context: ProbeContext, replies: dict[str, OutcomeName] | None = None, **target: Any
+) -> Attempt:
+    """One attempt of an SMTP probe built from ``target`` keys."""
+    target.setdefault("name", "inject")
+    target.setdefault("host", "127.0.0.1")
+    target.setdefault("timeout", TIMEOUT)
+    target.setdefault("tls", "none")
+    target.setdefault("local_hostname", "probe.test")
+    probe = SmtpProbe(SmtpTarget(**target), service="svc", context=context, replies=replies)
+    return await probe.attempt(deadline=context.clock.monotonic() + probe.timeout)
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Sink:
+    """An aiosmtpd handler: refuses by address, keeps what DATA delivered."""
+
+    messages: list[bytes] = field(default_factory=list)
+
+    async def handle_RCPT(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        self.messages.append(envelope.content)
+        return "250 2.0.0 Queued"
+
+
+def _authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    if auth_data.password == b"good":
+        return AuthResult(success=True)
+    if auth_data.password == b"temp":
+        return AuthResult(
+            success=False, handled=False, message="454 4.7.0 Temporary authentication failure"
+        )
+    return AuthResult(success=False, handled=False)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A private certificate authority for the TLS cases."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """The servers' TLS context, with a certificate for 127.0.0.1 from the private CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """The CA certificate as a PEM file, as a user would configure it."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def sink() -> Sink:
+    """The handler shared by the aiosmtpd servers of this module."""
+    return Sink()
+
+
+@pytest.fixture(scope="module")
+def smtpd(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
+    """An aiosmtpd server on 127.0.0.1 offering STARTTLS and AUTH; yields its port."""
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=_port(),
+        server_hostname="smtp.test",
+        tls_context=server_tls,
+        authenticator=_authenticator,
+        auth_require_tls=False,
+    )
+    controller.start()
+    yield controller.port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def smtpd_implicit(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
+    """An aiosmtpd server on 127.0.0.1 speaking TLS from the first byte; yields its port."""
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=_port(),
+        server_hostname="smtp.test",
+        ssl_context=server_tls,
+    )
+    controller.start()
+    yield controller.port
+    controller.stop()
+
+
+@pytest.mark.parametrize(
+    ("mode", "tls", "credentials", "detail"),
+    [
+        pytest.param("connect", "none", None, "connect 220 smtp.test", id="connect"),
+        pytest.param("ehlo", "none", None, "ehlo 250 smtp.test", id="ehlo"),
+        pytest.param("ehlo", "starttls", None, "ehlo 250 smtp.test", id="ehlo-starttls"),
+        pytest.param("envelope", "none", None, "rset 250 OK", id="envelope"),
+        pytest.param(
+            "envelope", "starttls", ("probe", "good"), "rset 250 OK", id="envelope-starttls-auth"
+        ),
+        pytest.param("data", "starttls", ("probe", "good"), "data 250 2.0.0 Queued", id="data"),
+    ],
+)
+async def test_good_dialogue(
+    *,
+    context: ProbeContext,
+    smtpd: int,
+    sink: Sink,
+    ca_file: str,
+    mode: str,
+    tls: str,
+    credentials: tuple[str, str] | None,
+    detail: str,
+) -> None:
+    """Every mode's dialogue is accepted by a healthy server; only ``data`` sends mail."""
+    username, password = credentials or (None, None)
+    before = len(sink.messages)
+    attempt = await run(
+        context,
+        port=smtpd,
+        mode=mode,
+        tls=tls,
+        tls_options=TlsOptions(ca_file=ca_file),
+        username=username,
+        password=password,
+        mail_from="probe@example.com",
+        rcpt_to="sink@example.com",
+    )
+    assert (attempt.outcome, attempt.phase) == (Outcome.OK, "done")
+    assert attempt.detail.startswith(detail)
+    assert attempt.channel is Channel.SMTP
+    assert "total" in attempt.timings
+    if tls == "starttls":
+        assert "starttls" in attempt.timings
+    if credentials:
+        assert "auth" in attempt.timings
+    sent = len(sink.messages) - before
+    assert sent == (1 if mode == "data" else 0)
+    if sent:
+        assert b"Subject: slawatch canary test-1" in sink.messages[-1]
+
+
+async def test_implicit_tls(context: ProbeContext, smtpd_implicit: int, ca_file: str) -> None:
+    """Implicit TLS (port 465 style) with a trusted certificate runs the envelope dialogue."""
+    attempt = await run(
+        context, port=smtpd_implicit, tls="implicit", tls_options=TlsOptions(ca_file=ca_file)
+    )
+    assert (attempt.outcome, attempt.detail) == (Outcome.OK, "rset 250 OK")
+
+
+@pytest.mark.parametrize(
+    ("password", "outcome", "detail"),
+    [
+        pytest.param(
+            "wrong",
+            Outcome.CLIENT_ERROR,
+            "auth 535 5.7.8 Authentication credentials invalid "
+            "[probe misconfigured: check credentials]",
+            id="auth-535",
+        ),
+        pytest.param(
+            "temp",
+            Outcome.SERVER_ERROR,
+            "auth 454 4.7.0 Temporary authentication failure",
+            id="auth-454",
+        ),
+    ],
+)
+async def test_auth_refused(
+    context: ProbeContext, smtpd: int, password: str, outcome: Outcome, detail: str
+) -> None:
+    """A refused login is the probe's fault (535) or the provider's transient trouble (454)."""
+    attempt = await run(context, port=smtpd, username="probe", password=password)
+    assert (attempt.outcome, attempt.phase, attempt.detail) == (outcome, "auth", detail)
+
+
+async def test_rcpt_refused(context: ProbeContext, smtpd: int) -> None:
+    """A 550 to RCPT TO is a client error: the request was refused, the service works."""
+    attempt = await run(context, port=smtpd, rcpt_to="nobody@example.com")
+    assert (attempt.outcome, attempt.phase) == (Outcome.CLIENT_ERROR, "rcpt")
+    assert attempt.detail == "rcpt 550 5.1.1 No such user"
+
+
+# Raw scripted servers for the faults aiosmtpd will not commit -----------------------------
+
+EHLO = b"250-raw.test\r\n250 8BITMIME\r\n"
+EHLO_AUTH = b"250-raw.test\r\n250 AUTH PLAIN\r\n"
+EHLO_TLS = b"250-raw.test\r\n250 STARTTLS\r\n"
+HANG = b"hang"
+CLOSE = b"close"
+
+
+def scripted(greeting: bytes, **replies: bytes) -> Any:
+    """A handler that greets, then answers each verb from ``replies`` (or hangs, or closes)."""
+    script = {"EHLO": EHLO, "QUIT": b"221 Bye\r\n", **replies}
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reply = greeting
+        while True:
+            if reply == HANG:
+                await asyncio.sleep(5)
+                return
+            if reply == CLOSE:
+                return
+            writer.write(reply)
+            await writer.drain()
+            if reply == NOT_TLS:
+                return
+            if reply.startswith(b"220 go ahead"):
+                # Answer the client's TLS hello with plain text.
+                await reader.read(1)
+                reply = NOT_TLS
+                continue
+            words = (await reader.readline()).split()
+            if not words:
+                return
+            verb = words[0].decode().upper()
+            reply = script.get(verb, b"250 OK\r\n")
+            if verb == "QUIT":
+                writer.write(reply)
+                await writer.drain()
+                return
+
+    return handler
+
+
+NOT_TLS = b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4
+GREETING = b"220 raw.test ESMTP\r\n"
+
+
+@pytest.mark.parametrize(
+    ("handler", "target", "outcome", "phase", "detail"),
+    [
+        pytest.param(
+            scripted(b"421 4.3.2 Service shutting down\r\n"),
+            {},
+            Outcome.SERVER_ERROR,
+            "greeting",
+            "greeting 421 4.3.2 Service shutting down",
+            id="greeting-421",
+        ),
+        pytest.param(
+            scripted(b"554 5.3.2 No SMTP service here\r\n"),
+            {},
+            Outcome.SERVER_ERROR,
+            "greeting",
+            "greeting 554 5.3.2 No SMTP service here",
+            id="greeting-554",
+        ),
+        pytest.param(
+            scripted(HANG),
+            {},
+            Outcome.TIMEOUT,
+            "greeting",
+            f"no reply in time in greeting ({TIMEOUT}s)",
+            id="never-greets",
+        ),
+        pytest.param(
+            scripted(CLOSE),
+            {},
+            Outcome.CONNECTION_ERROR,
+            "greeting",
+            "connect failed in greeting: SMTPConnectError",
+            id="closed-before-greeting",
+        ),
+        pytest.param(
+            scripted(GREETING, MAIL=b"451 4.3.0 Try again later\r\n"),
+            {},
+            Outcome.SERVER_ERROR,
+            "mail",
+            "mail 451 4.3.0 Try again later",
+            id="mail-451",
+        ),
+        pytest.param(
+            scripted(GREETING, MAIL=b"452 4.3.1 Insufficient system storage\r\n"),
+            {},
+            Outcome.SERVER_ERROR,
+            "mail",
+            "mail 452 4.3.1 Insufficient system storage",
+            id="mail-452",
+        ),
+        pytest.param(
+            scripted(GREETING, MAIL=b"451 4.7.1 Rate limit exceeded\r\n"),
+            {},
+            Outcome.RATE_LIMITED,
+            "mail",
+            "mail 451 4.7.1 Rate limit exceeded",
+            id="mail-451-rate-limited",
+        ),
+        pytest.param(
+            scripted(GREETING, MAIL=b"554 5.7.1 Sender blocked\r\n"),
+            {},
+            Outcome.CLIENT_ERROR,
+            "mail",
+            "mail 554 5.7.1 Sender blocked",
+            id="mail-554",
+        ),
+        pytest.param(
+            scripted(GREETING, RCPT=b"550 5.1.1 No such user\r\n"),
+            {},
+            Outcome.CLIENT_ERROR,
+            "rcpt",
+            "rcpt 550 5.1.1 No such user",
+            id="rcpt-550",
+        ),
+        pytest.param(
+            scripted(GREETING, RCPT=HANG),
+            {},
+            Outcome.TIMEOUT,
+            "rcpt",
+            f"no reply in time in rcpt ({TIMEOUT}s)",
+            id="reply-slower-than-timeout",
+        ),
+        pytest.param(
+            scripted(GREETING, MAIL=CLOSE),
+            {},
+            Outcome.CONNECTION_ERROR,
+            "mail",
+            "disconnected mid-dialogue in mail: SMTPServerDisconnected",
+            id="disconnect-mid-dialogue",
+        ),
+        pytest.param(
+            scripted(GREETING),
+            {"tls": "starttls"},
+            Outcome.TLS_ERROR,
+            "starttls",
+            "STARTTLS not offered in starttls: StartTlsNotOffered",
+            id="starttls-not-offered",
+        ),
+        pytest.param(
+            scripted(GREETING, EHLO=EHLO_TLS, STARTTLS=b"454 4.7.0 TLS not available\r\n"),
+            {"tls": "starttls"},
+            Outcome.SERVER_ERROR,
+            "starttls",
+            "starttls 454 4.7.0 TLS not available",
+            id="starttls-454",
+        ),
+        pytest.param(
+            scripted(GREETING, EHLO=EHLO_TLS, STARTTLS=b"220 go ahead\r\n"),
+            {"tls": "starttls"},
+            Outcome.TLS_ERROR,
+            "starttls",
+            "TLS handshake failed in starttls: SSLError",
+            id="starttls-handshake-fails",
+        ),
+        pytest.param(
+            scripted(GREETING),
+            {"tls": "implicit"},
+            Outcome.TLS_ERROR,
+            "connect",
+            "TLS handshake failed in connect: SMTPConnectError",
+            id="implicit-tls-not-tls",
+        ),
+        pytest.param(
+            scripted(GREETING),
+            {"username": "u", "password": "p"},
+            Outcome.CLIENT_ERROR,
+            "auth",
+            "AUTH not offered in auth: AuthNotOffered",
+            id="auth-not-offered",
+        ),
+        pytest.param(
+            scripted(GREETING, EHLO=EHLO_AUTH, AUTH=f"535 5.7.8 {SECRET_ENV} refused\r\n".encode()),
+            {"username": "u", "password": SECRET_ENV},
+            Outcome.CLIENT_ERROR,
+            "auth",
+            "auth 535 5.7.8 [redacted] refused [probe misconfigured: check credentials]",
+            id="password-echo-redacted",
+        ),
+        pytest.param(
+            scripted(GREETING),
+            {"mail_from": "prøbe@example.com"},
+            Outcome.PROBE_ERROR,
+            "mail",
+            "bug in the probe in mail: UnicodeEncodeError",
+            id="bug-is-probe-error",
+        ),
+        pytest.param(
+            scripted(GREETING, QUIT=CLOSE),
+            {},
+            Outcome.OK,
+            "done",
+            "rset 250 OK",
+            id="fumbled-quit-is-ok",
+        ),
+    ],
+)
+async def test_raw_server_faults(
+    *,
+    context: ProbeContext,
+    handler: Any,
+    target: dict[str, Any],
+    outcome: Outcome,
+    phase: str,
+    detail: str,
+) -> None:
+    """Each reply code and fault of the table maps to its outcome, phase and detail."""
+    async with raw_server(handler) as server:
+        attempt = await run(context, port=server.port, **target)
+    assert (attempt.outcome, attempt.phase) == (outcome, phase)
+    assert attempt.detail.startswith(detail)
+
+
+async def test_greeting_override(context: ProbeContext) -> None:
+    """A service's ``smtp_replies`` override the default mapping, phase-qualified first."""
+    async with raw_server(scripted(b"554 5.3.2 Go away\r\n")) as server:
+        attempt = await run(context, {"554@greeting": "client_error"}, port=server.port)
+    assert attempt.outcome is Outcome.CLIENT_ERROR
+
+
+@pytest.mark.parametrize(
+    ("tls", "outcome", "phase", "detail"),
+    [
+        pytest.param(
+            "starttls",
+            Outcome.TLS_ERROR,
+            "starttls",
+            "certificate rejected in starttls: SSLCertVerificationError",
+            id="starttls-untrusted",
+        ),
+        pytest.param(
+            "implicit",
+            Outcome.TLS_ERROR,
+            "connect",
+            "certificate rejected in connect: SMTPConnectError",
+            id="implicit-untrusted",
+        ),
+    ],
+)
+async def test_untrusted_certificate(
+    *,
+    context: ProbeContext,
+    smtpd: int,
+    smtpd_implicit: int,
+    tls: str,
+    outcome: Outcome,
+    phase: str,
+    detail: str,
+) -> None:
+    """Certificates are verified by default: one from an unknown CA is a TLS error."""
+    port = smtpd if tls == "starttls" else smtpd_implicit
+    attempt = await run(context, port=port, tls=tls)
+    assert (attempt.outcome, attempt.phase) == (outcome, phase)
+    assert attempt.detail.startswith(detail)
+
+
+async def test_refused(context: ProbeContext) -> None:
+    """A closed port is a connection error in the connect phase."""
+    attempt = await run(context, port=await free_port())
+    assert (attempt.outcome, attempt.phase) == (Outcome.CONNECTION_ERROR, "connect")
+    assert attempt.detail.startswith("connect failed in connect: SMTPConnectError")
+
+
+async def test_unresolvable_name(context: ProbeContext) -> None:
+    """A name under the reserved .invalid TLD is a DNS error."""
+    attempt = await run(context, host="no-such-host.invalid", port=25)
+    assert (attempt.outcome, attempt.phase) == (Outcome.DNS_ERROR, "connect")
+    assert attempt.detail.startswith("name did not resolve in connect: SMTPConnectError")
+
+
+async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
+    """Out of file descriptors, the prober reports its own fault, never the target's."""
+    port = await free_port()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # The next socket would take the lowest free descriptor: cap the limit just there.
+    with socket.socket() as spare:
+        lowest_free = spare.fileno()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        attempt = await run(context, port=port)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (attempt.outcome, attempt.phase) == (Outcome.PROBE_ERROR, "connect")
+    assert attempt.detail.startswith("local resources exhausted in connect")
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "phase", "outcome"),
+    [
+        *(
+            pytest.param(int(key[:3]), "x", key[4:] or "mail", Outcome(value), id=f"default-{key}")
+            for key, value in DEFAULT_SMTP_REPLIES.items()
+        ),
+        pytest.param(554, "5.7.1 blocked", "rcpt", Outcome.CLIENT_ERROR, id="554-after-rcpt"),
+        pytest.param(421, "4.7.0 slow down", "mail", Outcome.RATE_LIMITED, id="421-4.7-rate"),
+        pytest.param(450, "4.7.1 greylisted", "rcpt", Outcome.RATE_LIMITED, id="450-4.7-rate"),
+        pytest.param(471, "4.1.0 other", "mail", Outcome.SERVER_ERROR, id="other-4xx"),
+        pytest.param(553, "5.1.3 bad address", "rcpt", Outcome.CLIENT_ERROR, id="other-5xx"),
+        pytest.param(354, "go on", "mail", Outcome.SERVER_ERROR, id="unexpected-3xx"),
+    ],
+)
+def test_reply_mapping(code: int, message: str, phase: str, outcome: Outcome) -> None:
+    """Each row of the default reply mapping and each fallback gives its outcome."""
+    assert reply_outcome(code, message, phase) is outcome
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "phase", "outcome"),
+    [
+        pytest.param({"550": "server_error"}, 550, "rcpt", Outcome.SERVER_ERROR, id="code"),
+        pytest.param(
+            {"451": "client_error", "451@mail": "timeout"},
+            451,
+            "mail",
+            Outcome.TIMEOUT,
+            id="phase-first",
+        ),
+        pytest.param({"451@rcpt": "ok"}, 451, "mail", Outcome.SERVER_ERROR, id="other-phase"),
+    ],
+)
+def test_reply_overrides(
+    overrides: dict[str, OutcomeName], code: int, phase: str, outcome: Outcome
+) -> None:
+    """Service overrides win over the defaults, the phase-qualified key first."""
+    assert reply_outcome(code, "4.3.0 x", phase, overrides) is outcome
+
+
+def test_every_table_row_has_a_case() -> None:
+    """The exception table is the one in the docstring, and each row is exercised above."""
+    labels = [row.label for row in SMTP_ERRORS]
+    assert labels == [
+        "STARTTLS not offered",
+        "AUTH not offered",
+        "reply",
+        "no reply in time",
+        "no reply in time",
+        "name did not resolve",
+        "certificate rejected",
+        "TLS handshake failed",
+        "local resources exhausted",
+        "connect failed",
+        "disconnected mid-dialogue",
+        "certificate rejected",
+        "TLS handshake failed",
+        "bug in the probe",
+    ]
