@@ -119,6 +119,8 @@ DEFAULT_SMTP_REPLIES: Mapping[str, OutcomeName] = {
 }
 # Replies that mean the probe's own credentials or setup are wrong, not the provider.
 MISCONFIGURED = frozenset({530, 535})
+# Appended to the detail of such replies; the daemon reads it to flag the probe.
+MISCONFIGURED_MARK = "[probe misconfigured: check credentials]"
 # Codes that, with an enhanced status 4.7.x, are the provider throttling us.
 _RATE_LIMIT_CODES = frozenset({421, 450, 451, 452})
 
@@ -261,7 +263,7 @@ class SmtpProbe:
             outcome = reply_outcome(exc.code, exc.message, phase, self._replies)
             detail = f"{phase} {exc.code} {exc.message}"
             if exc.code in MISCONFIGURED:
-                detail += " [probe misconfigured: check credentials]"
+                detail += f" {MISCONFIGURED_MARK}"
             return outcome, phase, detail
         if row.outcome is Outcome.TIMEOUT:
             return row.outcome, phase, f"{row.label} in {phase} ({self.timeout:g}s)"

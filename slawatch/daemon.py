@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import signal
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from probe.clock import Clock
 from probe.redact import config_secrets
 from probe.registry import build_probes, probe_context
 from probe.scheduler import Launch, MissedLaunches, Scheduler
+from probe.smtp import MISCONFIGURED_MARK
 from slawatch import __version__
 from slawatch.metrics import Metrics
 
@@ -135,7 +137,7 @@ class Daemon:
             channels.setdefault(COMBINED, ChannelStatus())
 
     def _on_attempt(self, attempt: Attempt) -> None:
-        misconfigured = "misconfigur" in attempt.detail
+        misconfigured = MISCONFIGURED_MARK in attempt.detail
         self.metrics.attempt(attempt, misconfigured=misconfigured)
         try:
             self.classifier.add(attempt)
@@ -190,7 +192,15 @@ class Daemon:
         if self.store is None:
             path = store_path(self.loaded.source, self.loaded.config.storage.path)
             self.store = await self._db(SqliteStore, path)
-        store = self.store
+        try:
+            await self._resume(self.store)
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            # Damage past the header shows only when the pages are read: one clear line.
+            where = getattr(self.store, "path", "the store")
+            raise StoreError(f"{where}: not a usable slawatch store: {exc}") from None
+        self.health.store_open = True
+
+    async def _resume(self, store: IncidentStore) -> None:
         state = await self._db(store.classifier_state)
         if state:
             self.classifier.restore(state)
@@ -202,7 +212,6 @@ class Daemon:
                 "resumed open incident",
                 extra={"incident": incident.id, "service": incident.service},
             )
-        self.health.store_open = True
 
     async def run(self, *, web_app: web.Application | None = None) -> None:
         """Run until :meth:`stop`: probing, judging, recording, serving."""
@@ -351,7 +360,12 @@ class Daemon:
             merged = self._pending.pop(0)
             nxt = self._pending[0]
             nxt.events[:0] = merged.events
-            nxt.runs[:0] = merged.runs
+            # Runs are upserts by (service, channel, first): keep only the newer version,
+            # or a long outage would grow the head batch by every second's rewrite.
+            newer = {(run.service, run.channel, run.first) for run in nxt.runs}
+            nxt.runs[:0] = [
+                run for run in merged.runs if (run.service, run.channel, run.first) not in newer
+            ]
             nxt.high_water = {**merged.high_water, **nxt.high_water}
         while self._pending:
             try:
