@@ -9,6 +9,7 @@ Exception table (first match wins, subclasses first; one test case per row)::
     ClientConnectorDNSError                     dns_error         name did not resolve
     ClientConnectorError             EMFILE...  probe_error       local resources exhausted
     ClientConnectorError                        connection_error  connect failed
+    TimeoutError (ServerTimeout...)  phase dns  dns_error         resolver did not answer
     TimeoutError (ServerTimeout...)             timeout           deadline passed
     ServerDisconnectedError                     connection_error  closed before a full response
     ClientPayloadError                          connection_error  response body cut short
@@ -201,6 +202,11 @@ class HttpProbe:
             detail = f"{row.label} in {phase}: {exception_text(exc)}"
             if row.kind is TimeoutError:
                 detail = f"{row.label} after {self.timeout:g}s in {phase}"
+                if phase == "dns":
+                    # The prober's resolver hung: the provider was never asked, so this
+                    # must not count against it as a server-side timeout would.
+                    outcome = Outcome.DNS_ERROR
+                    detail = f"resolver did not answer within {self.timeout:g}s"
         return self._context.finish(
             service=self.service,
             channel=self.channel,

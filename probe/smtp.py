@@ -253,10 +253,12 @@ class SmtpProbe:
         row = match_error(SMTP_ERRORS, exc)
         phase = dialogue.phase
         # connect() also reads the greeting: a reply, a timeout or a close after the TCP
-        # (and implicit TLS) handshake belongs to the greeting phase.
+        # (and implicit TLS) handshake belongs to the greeting phase. aiosmtplib raises
+        # SMTPConnectTimeoutError for both an unanswered SYN and a silent server; only the
+        # latter is raised from the reply reader's own error, so look at the cause.
         if phase == "connect" and (
             isinstance(exc, aiosmtplib.SMTPResponseException)
-            or caused_by(aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)(exc)
+            or (exc.__cause__ is not None and _after_handshake(exc.__cause__))
         ):
             phase = "greeting"
         if isinstance(exc, aiosmtplib.SMTPResponseException) and row.outcome is None:
@@ -346,3 +348,8 @@ class SmtpProbe:
             "\r\n"
             "slawatch availability canary: safe to discard.\r\n"
         )
+
+
+def _after_handshake(cause: BaseException) -> bool:
+    """True when connect() failed reading the greeting, i.e. the TCP handshake completed."""
+    return caused_by(aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)(cause)
