@@ -19,6 +19,8 @@ from config.env import expand
 from config.errors import ConfigError, format_path
 from config.model import NAME_RE, CalendarConfig, Config
 
+# What a secret value is replaced with in error messages.
+REDACTED = "[redacted]"
 # Refuse config files larger than this before parsing them (a config is a few KiB).
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -106,7 +108,14 @@ def _located(error: ErrorDetails, source: str) -> ConfigError:
             message = "must be " + message.removeprefix("Input should be ")
             if not isinstance(error["input"], dict | list):
                 message += f", got {error['input']!r}"
-    return ConfigError(source, format_path(loc), message)
+    return ConfigError(source, format_path(tuple(_visible(part) for part in loc)), message)
+
+
+def _visible(part: int | str) -> int | str:
+    """A user's key as it reads in a key path: quoted when blank, odd or unprintable."""
+    if isinstance(part, int) or (part.isprintable() and part.strip() == part and part):
+        return part
+    return repr(part)
 
 
 _TAGS = frozenset({"webhook", "slack", "pagerduty", "alertmanager", "email"})
@@ -175,10 +184,14 @@ def load_config_text(text: str, source: str, environ: Mapping[str, str]) -> Load
             source, "", f"expected a mapping at the top level, got {type(data).__name__}"
         )
     secrets: set[str] = set()
-    expanded = expand(data, environ, source, secrets)
-    config: Config = validate(Config, expanded, source)
     catalog = load_catalog()
-    cross_check(config, catalog, source)
+    try:
+        expanded = expand(data, environ, source, secrets)
+        config: Config = validate(Config, expanded, source)
+        cross_check(config, catalog, source)
+    except ConfigError as exc:
+        # Messages quote the offending value, which may have come from the environment.
+        raise _cleaned(exc, secrets) from None
     return LoadedConfig(
         config=config,
         source=source,
@@ -186,6 +199,19 @@ def load_config_text(text: str, source: str, environ: Mapping[str, str]) -> Load
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         catalog=catalog,
     )
+
+
+def _cleaned(error: ConfigError, secrets: set[str]) -> ConfigError:
+    """``error`` on one readable line, with every expanded environment value replaced."""
+    message = error.message
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, REDACTED)
+    # A key with a control character (a line break) must not split the one-line error.
+    location, message = (
+        "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        for text in (error.location, message)
+    )
+    return ConfigError(error.source, location, message)
 
 
 def cross_check(config: Config, catalog: Catalog, source: str) -> None:

@@ -25,6 +25,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from incidents.lifecycle import apply, fold
 from incidents.model import EventRecord, Incident, Run
+from incidents.notify import Notification
 from incidents.store import Batch, HighWater, Pruned, StoreError, closed_at
 from probe.attempt import Attempt, Channel, Outcome
 
@@ -94,6 +95,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (service, channel)
     ) WITHOUT ROWID;
     CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
+    # 1 → 2: the notification outbox. ``seq`` is the delivery order of each channel;
+    # ``key`` (the idempotency key) is unique, so a notification is queued at most once.
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        event TEXT NOT NULL,
+        incident TEXT,
+        created_at REAL NOT NULL,
+        document TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'delivered', 'dead')),
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_at REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        done_at REAL
+    );
+    CREATE INDEX outbox_by_channel ON outbox (state, channel, seq);
+    CREATE INDEX outbox_by_incident ON outbox (incident, seq);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -249,11 +271,68 @@ class SqliteStore:
                     "DELETE FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ?",
                     (now - keep_runs,),
                 ).rowcount
+                cur.execute("DELETE FROM outbox WHERE done_at < ?", (now - keep_runs,))
             return Pruned(runs=runs, samples=samples, incidents=incidents)
 
         return self._retry(run)
 
+    def mark_delivered(self, key: str, *, at: float) -> None:
+        """Record that the notification ``key`` was delivered."""
+        self._update(
+            "UPDATE outbox SET state = 'delivered', tries = tries + 1, done_at = ?, "
+            "next_at = NULL WHERE key = ?",
+            (at, key),
+        )
+
+    def mark_failed(self, key: str, *, tries: int, next_at: float, error: str) -> None:
+        """Record a failed try: ``tries`` made so far, the next not before ``next_at``."""
+        self._update(
+            "UPDATE outbox SET tries = ?, next_at = ?, last_error = ? WHERE key = ?",
+            (tries, next_at, error, key),
+        )
+
+    def mark_dead(self, key: str, *, tries: int, at: float, error: str) -> None:
+        """Dead-letter the notification ``key``: no more tries; kept for people to see."""
+        self._update(
+            "UPDATE outbox SET state = 'dead', tries = ?, done_at = ?, next_at = NULL, "
+            "last_error = ? WHERE key = ?",
+            (tries, at, error, key),
+        )
+
+    def _update(self, sql: str, params: tuple[Any, ...]) -> None:
+        def run() -> None:
+            with self._lock, self._write() as cur:
+                cur.execute(sql, params)
+
+        self._retry(run)
+
     # -- reads -----------------------------------------------------------------
+
+    def pending(self, channel: str | None = None, *, limit: int = 100) -> list[Notification]:
+        """Undelivered notifications (of one channel, or all), in enqueue order."""
+        rows = self._read(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608  (constant columns)
+            "WHERE state = 'pending' AND (?1 IS NULL OR channel = ?1) ORDER BY seq LIMIT ?2",
+            (channel, limit),
+        )
+        return [_notification(row) for row in rows]
+
+    def notifications(
+        self, *, incident: str | None = None, state: str | None = None
+    ) -> list[Notification]:
+        """Outbox records (optionally of one incident and one state), in enqueue order."""
+        rows = self._read(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608  (constant columns)
+            "WHERE (?1 IS NULL OR incident = ?1) "
+            "AND (?2 IS NULL OR state = ?2) ORDER BY seq",
+            (incident, state),
+        )
+        return [_notification(row) for row in rows]
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """How many notifications each (channel, state) holds."""
+        rows = self._read("SELECT channel, state, count(*) FROM outbox GROUP BY channel, state")
+        return {(channel, state): count for channel, state, count in rows}
 
     def get(self, incident_id: str) -> Incident | None:
         """The incident called ``incident_id``, or None."""
@@ -354,6 +433,9 @@ def _statements(script: str) -> list[str]:
 
 def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
     touched: dict[str, Incident] = {}
+    # Events of each touched incident (stored, then added), for the notifications' clocks.
+    histories: dict[str, list[EventRecord]] = {}
+    notes: list[Notification] = []
     for event in batch.events:
         if (
             event.key is not None
@@ -362,10 +444,16 @@ def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
             ).fetchone()
         ):
             continue
+        history = histories.get(event.incident)
+        if history is None:
+            history = histories[event.incident] = _events_of(cur, event.incident)
         current = touched.get(event.incident)
         if current is None:
-            current = fold(_events_of(cur, event.incident))
+            current = fold(history)
         updated = apply(current, event)
+        history.append(event)
+        if batch.notify is not None:
+            notes.extend(batch.notify.for_event(updated, history, event))
         if current is None:
             cur.execute(
                 "INSERT INTO incidents (id, service, state, severity, started_at) "
@@ -434,7 +522,47 @@ def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (json.dumps(batch.classifier_state, sort_keys=True),),
         )
+    cur.executemany(
+        "INSERT INTO outbox (key, channel, event, incident, created_at, document, next_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        [
+            (
+                n.key,
+                n.channel,
+                n.event,
+                n.incident,
+                n.created_at,
+                json.dumps(n.document, sort_keys=True),
+                n.next_at,
+            )
+            for n in [*notes, *batch.notifications]
+        ],
+    )
     return [touched[i] for i in sorted(touched)]
+
+
+_OUTBOX_COLUMNS = (
+    "seq, key, channel, event, incident, created_at, document, state, tries, next_at, "
+    "last_error, done_at"
+)
+
+
+def _notification(row: tuple[Any, ...]) -> Notification:
+    seq, key, channel, event, incident, created_at, document, state, tries, next_at = row[:10]
+    return Notification(
+        key=key,
+        channel=channel,
+        event=event,
+        created_at=created_at,
+        document=json.loads(document),
+        incident=incident,
+        seq=seq,
+        state=state,
+        tries=tries,
+        next_at=next_at,
+        last_error=row[10],
+        done_at=row[11],
+    )
 
 
 def _events_of(cur: sqlite3.Cursor, incident_id: str) -> list[EventRecord]:

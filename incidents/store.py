@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from incidents.lifecycle import apply
 from incidents.model import EventRecord, Incident, Run
+from incidents.notify import Notification
 from probe.attempt import Attempt
 
 # (service, channel) → the last second persisted for it.
@@ -19,6 +20,16 @@ class StoreError(Exception):
     """The store cannot be used: a newer schema, a foreign file, a lock held too long."""
 
 
+class EventNotifier(Protocol):
+    """What turns a newly recorded event into notifications (incidents.notify.NotifyRules)."""
+
+    def for_event(
+        self, incident: Incident, events: Sequence[EventRecord], event: EventRecord
+    ) -> list[Notification]:
+        """Notifications of ``event``; ``incident`` and ``events`` already include it."""
+        ...
+
+
 @dataclass(slots=True)
 class Batch:
     """Everything one commit writes, in one transaction.
@@ -26,6 +37,9 @@ class Batch:
     ``runs`` are upserts keyed by (service, channel, first): a run still growing is
     written again, longer, by later batches. ``high_water`` and ``classifier_state``
     travel with the runs and events they describe, so after a crash all three agree.
+    ``notify`` is asked, inside the same transaction, for the notifications of every event
+    actually recorded (a skipped duplicate notifies nobody); ``notifications`` are queued
+    as they are (clock and prober notices). The outbox ignores a key it already holds.
     """
 
     events: list[EventRecord] = field(default_factory=list)
@@ -33,10 +47,13 @@ class Batch:
     samples: list[Attempt] = field(default_factory=list)
     high_water: HighWater = field(default_factory=dict)
     classifier_state: Mapping[str, Any] | None = None
+    notifications: list[Notification] = field(default_factory=list)
+    notify: EventNotifier | None = None
 
     def __bool__(self) -> bool:
         return bool(
             self.events
+            or self.notifications
             or self.runs
             or self.samples
             or self.high_water
@@ -100,6 +117,32 @@ class IncidentStore(Protocol):
         """Drop what retention no longer keeps (``keep_*`` in seconds before ``now``)."""
         ...
 
+    def pending(self, channel: str | None = None, *, limit: int = 100) -> list[Notification]:
+        """Undelivered notifications (of one channel, or all), in enqueue order."""
+        ...
+
+    def notifications(
+        self, *, incident: str | None = None, state: str | None = None
+    ) -> list[Notification]:
+        """Outbox records (optionally of one incident and one state), in enqueue order."""
+        ...
+
+    def mark_delivered(self, key: str, *, at: float) -> None:
+        """Record that the notification ``key`` was delivered."""
+        ...
+
+    def mark_failed(self, key: str, *, tries: int, next_at: float, error: str) -> None:
+        """Record a failed try: ``tries`` made so far, the next not before ``next_at``."""
+        ...
+
+    def mark_dead(self, key: str, *, tries: int, at: float, error: str) -> None:
+        """Dead-letter the notification ``key``: no more tries; kept for people to see."""
+        ...
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """How many notifications each (channel, state) holds."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources."""
         ...
@@ -116,11 +159,15 @@ class MemoryStore:
         self._high_water: HighWater = {}
         self._classifier: dict[str, Any] | None = None
         self._seq = 0
+        # The outbox by idempotency key, in enqueue order (dicts keep insertion order).
+        self._outbox: dict[str, Notification] = {}
+        self._outbox_seq = 0
 
     def commit(self, batch: Batch) -> list[Incident]:
         """Apply every event first (so a bad one changes nothing), then write the batch."""
         pending: dict[str, Incident] = {}
         added: list[EventRecord] = []
+        notes: list[Notification] = []
         keys = {(e.incident, e.key) for events in self._events.values() for e in events if e.key}
         for event in batch.events:
             if event.key is not None:
@@ -128,8 +175,20 @@ class MemoryStore:
                     continue
                 keys.add((event.incident, event.key))
             current = pending.get(event.incident, self._incidents.get(event.incident))
-            pending[event.incident] = apply(current, event)
+            updated = apply(current, event)
+            pending[event.incident] = updated
             added.append(event)
+            if batch.notify is not None:
+                history = [
+                    *self._events.get(event.incident, ()),
+                    *(e for e in added if e.incident == event.incident),
+                ]
+                notes.extend(batch.notify.for_event(updated, history, event))
+        notes.extend(batch.notifications)
+        for note in notes:
+            if note.key not in self._outbox:
+                self._outbox_seq += 1
+                self._outbox[note.key] = dataclasses.replace(note, seq=self._outbox_seq)
         for event in added:
             self._seq += 1
             self._events.setdefault(event.incident, []).append(
@@ -209,7 +268,56 @@ class MemoryStore:
         for incident_id in old:
             del self._incidents[incident_id]
             del self._events[incident_id]
+        for done in [
+            k for k, n in self._outbox.items() if n.done_at is not None and n.done_at < run_floor
+        ]:
+            del self._outbox[done]
         return Pruned(runs=len(old_runs), samples=dropped_samples, incidents=len(old))
+
+    def pending(self, channel: str | None = None, *, limit: int = 100) -> list[Notification]:
+        """Undelivered notifications (of one channel, or all), in enqueue order."""
+        found = [
+            n
+            for n in self._outbox.values()
+            if n.state == "pending" and (channel is None or n.channel == channel)
+        ]
+        return found[:limit]
+
+    def notifications(
+        self, *, incident: str | None = None, state: str | None = None
+    ) -> list[Notification]:
+        """Outbox records (optionally of one incident and one state), in enqueue order."""
+        return [
+            n
+            for n in self._outbox.values()
+            if (incident is None or n.incident == incident) and (state is None or n.state == state)
+        ]
+
+    def mark_delivered(self, key: str, *, at: float) -> None:
+        """Record that the notification ``key`` was delivered."""
+        note = self._outbox[key]
+        self._outbox[key] = dataclasses.replace(
+            note, state="delivered", tries=note.tries + 1, done_at=at, next_at=None
+        )
+
+    def mark_failed(self, key: str, *, tries: int, next_at: float, error: str) -> None:
+        """Record a failed try: ``tries`` made so far, the next not before ``next_at``."""
+        self._outbox[key] = dataclasses.replace(
+            self._outbox[key], tries=tries, next_at=next_at, last_error=error
+        )
+
+    def mark_dead(self, key: str, *, tries: int, at: float, error: str) -> None:
+        """Dead-letter the notification ``key``: no more tries; kept for people to see."""
+        self._outbox[key] = dataclasses.replace(
+            self._outbox[key], state="dead", tries=tries, done_at=at, next_at=None, last_error=error
+        )
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """How many notifications each (channel, state) holds."""
+        counts: dict[tuple[str, str], int] = {}
+        for note in self._outbox.values():
+            counts[(note.channel, note.state)] = counts.get((note.channel, note.state), 0) + 1
+        return counts
 
     def close(self) -> None:
         """Nothing to release."""

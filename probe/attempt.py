@@ -105,12 +105,14 @@ def attempt_from_json(record: Any) -> Attempt:
             raise AttemptFormatError(str(key), "unknown field")
     service = _text(record, "service")
     target = _text(record, "target")
-    channel = _CHANNELS.get(record["channel"])
+    raw_channel, raw_outcome = record["channel"], record["outcome"]
+    # A list or object here is malformed input, not a lookup key (it is unhashable).
+    channel = _CHANNELS.get(raw_channel) if isinstance(raw_channel, str) else None
     if channel is None:
         raise AttemptFormatError(
             "channel", f"expected api, smtp or control, got {record['channel']!r}"
         )
-    outcome = _OUTCOMES.get(record["outcome"])
+    outcome = _OUTCOMES.get(raw_outcome) if isinstance(raw_outcome, str) else None
     if outcome is None:
         raise AttemptFormatError("outcome", f"unknown outcome {record['outcome']!r}")
     started = record["started_at"]

@@ -14,6 +14,7 @@ from incidents.clocks import ClockState, clocks_json
 from incidents.events import EventError, format_utc, parse_utc
 from incidents.lifecycle import LifecycleError, incident_clocks, user_event
 from incidents.model import INCIDENT_STATES, USER_KINDS, EventRecord, Incident
+from incidents.notify import OUTBOX_STATES, Notification
 from incidents.policy import PolicyError
 from incidents.sqlite_store import SqliteStore, store_path
 from incidents.store import Batch, StoreError
@@ -125,12 +126,14 @@ def show_incident(args: argparse.Namespace) -> int:
         if incident is None:
             raise InputError(f"no incident {args.id!r} in {store.path}")
         events = store.events(args.id)
+        notes = store.notifications(incident=args.id)
     clocks = _clocks(incident, events, now)
     if args.format == "json":
         document = {
             **incident.to_json(),
             "events": [e.to_json() for e in events],
             "clocks": clocks,
+            "notifications": [_notification_json(n) for n in notes],
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 0
@@ -160,7 +163,37 @@ def show_incident(args: argparse.Namespace) -> int:
             f"  {name:<15}{clock['state']:<9}deadline {clock['deadline'] or '-'}"
             f"  target {clock['target'] or 'tracked'} ({clock['calendar']})"
         )
+    _print_notifications(notes)
     return 0
+
+
+def _notification_json(note: Notification) -> dict[str, Any]:
+    return {
+        "key": note.key,
+        "channel": note.channel,
+        "event": note.event,
+        "state": note.state,
+        "tries": note.tries,
+        "created_at": format_utc(note.created_at),
+        "done_at": None if note.done_at is None else format_utc(note.done_at),
+        "last_error": note.last_error,
+    }
+
+
+def _print_notifications(notes: list[Notification]) -> None:
+    """A count per state, then every dead-lettered notification (they need a person)."""
+    print("\nnotifications")
+    if not notes:
+        print("  none")
+        return
+    counts = {state: sum(n.state == state for n in notes) for state in OUTBOX_STATES}
+    print("  " + ", ".join(f"{count} {state}" for state, count in counts.items()))
+    for note in notes:
+        if note.state == "dead":
+            print(
+                f"  DEAD  {note.channel:<12}{note.event:<17}{note.tries} tries  "
+                f"{note.last_error}  key {note.key}".rstrip()
+            )
 
 
 def _time(text: str | None, option: str, default: float) -> float:

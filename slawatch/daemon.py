@@ -23,6 +23,7 @@ from classifier.verdict import COMBINED, SecondVerdict, Verdict
 from config import ConfigError, LoadedConfig, load_config
 from incidents.lifecycle import incident_clocks
 from incidents.model import EventRecord, Incident
+from incidents.notify import NotifyRules
 from incidents.recorder import Recorder
 from incidents.sqlite_store import SqliteStore, store_path
 from incidents.store import Batch, IncidentStore, StoreError
@@ -35,6 +36,7 @@ from probe.scheduler import Launch, MissedLaunches, Scheduler
 from probe.smtp import MISCONFIGURED_MARK
 from slawatch import __version__
 from slawatch.metrics import Metrics
+from slawatch.notifier import Notifier, markdown_evidence
 
 log = logging.getLogger("slawatch.daemon")
 T = TypeVar("T")
@@ -102,6 +104,18 @@ class Daemon:
         self.registry = registry
         self.metrics = Metrics(registry, __version__)
         self.metrics.prepare(loaded.config)
+        # What to notify is decided with the events, in the store's transaction; the
+        # notifier delivers from the outbox, each channel on its own, off the tick path.
+        self.notify = NotifyRules(
+            loaded.config.notify, base_url=self.public_url(), prober=loaded.config.prober.id
+        )
+        self.notifier = Notifier(
+            loaded.config.notify,
+            clock=clock,
+            metrics=self.metrics,
+            secrets=self.secrets(),
+            evidence=markdown_evidence(lambda: self.loaded, clock, __version__),
+        )
         self.classifier = Classifier.from_config(loaded.config, loaded.catalog)
         self.recorder = Recorder.from_config(loaded)
         self.health = Health(config_loaded=True)
@@ -139,6 +153,14 @@ class Daemon:
     def _on_attempt(self, attempt: Attempt) -> None:
         misconfigured = MISCONFIGURED_MARK in attempt.detail
         self.metrics.attempt(attempt, misconfigured=misconfigured)
+        self.notify.prober_health(
+            f"misconfigured:{attempt.service}/{attempt.target}",
+            healthy=not misconfigured,
+            now=attempt.started_at,
+            detail=attempt.detail,
+            service=attempt.service,
+            target=attempt.target,
+        )
         try:
             self.classifier.add(attempt)
         except KeyError:
@@ -231,6 +253,8 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._tick_loop())
+                if self.store is not None:
+                    group.create_task(self.notifier.run(self.store, stop=self._stop))
         finally:
             await self._shutdown()
 
@@ -281,6 +305,12 @@ class Daemon:
         self.health.last_tick = now
         self.health.last_lag = self.health.lag_window
         self.health.lag_window = 0.0
+        self.notify.prober_health(
+            "launch_lag",
+            healthy=self.health.last_lag <= HEALTHY_LAG_S,
+            now=now,
+            detail=f"launch lag {self.health.last_lag:.3f}s",
+        )
         found = self.classifier.advance(now)
         self._absorb(found.verdicts, found.signals, now)
         await self._commit(self.recorder.take(self.classifier.snapshot()), now)
@@ -352,6 +382,7 @@ class Daemon:
         store = self.store
         if store is None:
             return
+        self.notify.fill(batch)
         if batch:
             self._pending.append(batch)
         if len(self._pending) > MAX_PENDING_BATCHES:
@@ -360,6 +391,7 @@ class Daemon:
             merged = self._pending.pop(0)
             nxt = self._pending[0]
             nxt.events[:0] = merged.events
+            nxt.notifications[:0] = merged.notifications
             # Runs are upserts by (service, channel, first): keep only the newer version,
             # or a long outage would grow the head batch by every second's rewrite.
             newer = {(run.service, run.channel, run.first) for run in nxt.runs}
@@ -377,6 +409,7 @@ class Daemon:
             self._store_ok()
             await self._track(touched)
         self.health.pending_batches = len(self._pending)
+        self.notifier.wake()
 
     def _store_failed(self, exc: BaseException, now: float) -> None:
         self.health.store_writable = False
@@ -416,6 +449,7 @@ class Daemon:
             counts[key] = counts.get(key, 0) + 1
             try:
                 clocks = incident_clocks(incident, kept.events, now)
+                self.notify.clocks(incident, clocks, now)
             except ValueError as exc:
                 # A policy that no longer resolves must not stop the loop; say which incident.
                 log.error(  # noqa: TRY400  (the message is the whole story, no traceback)
@@ -447,7 +481,8 @@ class Daemon:
         store = self.store
         if store is None:
             raise StoreError("the store is not open")
-        touched = await self._db(store.commit, Batch(events=[event]))
+        touched = await self._db(store.commit, self.notify.fill(Batch(events=[event])))
+        self.notifier.wake()
         await self._track(touched)
         return touched[0]
 
@@ -482,6 +517,8 @@ class Daemon:
         self.recorder = recorder
         self.loaded = loaded
         self.metrics.prepare(loaded.config)
+        self.notify.configure(loaded.config.notify, base_url=self.public_url())
+        self.notifier.configure(loaded.config.notify)
         self._init_status()
         self._context = probe_context(loaded, self.clock)
         self.scheduler.replace(build_probes(loaded.config, self._context))

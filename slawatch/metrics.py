@@ -16,6 +16,8 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CLOCKS = ("first_response", "update", "restore")
 SEVERITIES = ("1", "2", "3")
+# Outcomes of notification tries: delivered, a failed try (retried), dead-lettered.
+NOTIFY_RESULTS = ("delivered", "failed", "dead")
 
 
 class Metrics:
@@ -96,6 +98,18 @@ class Metrics:
             ["service", "target"],
             registry=registry,
         )
+        self.notifications = Counter(
+            "slawatch_notifications",
+            "Notification tries by channel and result (delivered, failed, dead).",
+            ["channel", "result"],
+            registry=registry,
+        )
+        self.notification_queue = Gauge(
+            "slawatch_notification_queue_depth",
+            "Notifications waiting in the outbox for delivery.",
+            ["channel"],
+            registry=registry,
+        )
         self.build_info = Gauge(
             "slawatch_build_info", "slawatch build information.", ["version"], registry=registry
         )
@@ -128,6 +142,7 @@ class Metrics:
                     targets.add((service.name, channel, name))
         for control in config.control:
             targets.add(("_control", "control", control.name))
+        self._prepare_notify(config)
         for service_name, channel, name in sorted(targets):
             for outcome in Outcome:
                 self.attempts.labels(service_name, channel, name, outcome.value)
@@ -137,6 +152,12 @@ class Metrics:
         for gone in self._targets - targets:
             self._remove_target(*gone)
         self._targets = targets
+
+    def _prepare_notify(self, config: Config) -> None:
+        for channel in config.notify:
+            self.notification_queue.labels(channel.name)
+            for result in NOTIFY_RESULTS:
+                self.notifications.labels(channel.name, result)
 
     def _remove_target(self, service: str, channel: str, name: str) -> None:
         for outcome in Outcome:
@@ -194,3 +215,12 @@ class Metrics:
         for service in services:
             for clock in CLOCKS:
                 self.deadline.labels(service, clock).set(deadlines.get((service, clock)) or 0)
+
+    def notification(self, channel: str, result: str) -> None:
+        """Count one notification try of a channel (``delivered``, ``failed`` or ``dead``)."""
+        self.notifications.labels(channel, result).inc()
+
+    def set_queue_depth(self, depths: Mapping[str, int], channels: Iterable[str]) -> None:
+        """Set the pending-notification gauge of every channel (0 when none wait)."""
+        for channel in {*channels, *depths}:
+            self.notification_queue.labels(channel).set(depths.get(channel, 0))

@@ -1,0 +1,202 @@
+"""Shared pieces of the notification tests: a config, an incident's story, a recording receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from classifier.signals import Opened, Reopened, Restored, Upgraded
+from config import LoadedConfig
+from config.loader import load_config_text
+from incidents.lifecycle import incident_clocks, signal_event, sla_terms, user_event
+from incidents.notify import NotifyRules
+from incidents.store import Batch, IncidentStore
+from probe.clock import ManualClock
+
+# 2026-11-02T10:00:00Z, a Monday in US Eastern business hours.
+T0 = 1_793_613_600
+INCIDENT = "bird-1"
+SECRET = "hook-secret-0123456789"
+ROUTING_KEY = "pd-routing-key-abcdef"
+BASE_URL = "https://slawatch.example.com"
+EVENTS = (
+    "opened",
+    "upgraded",
+    "restored",
+    "reopened",
+    "resolved",
+    "clock_due",
+    "clock_breached",
+    "prober_unhealthy",
+)
+
+CONFIG = """\
+prober: {{id: eu-1}}
+services:
+  - name: bird
+    sla: {{policy: bird-email-enterprise, calendar: us-eastern, update_every: 1h}}
+  - name: other
+notify:
+{channels}
+"""
+
+
+def config(channels: str, environ: dict[str, str] | None = None) -> LoadedConfig:
+    """A loaded config with the ``bird`` service and the given ``notify:`` lines."""
+    text = CONFIG.format(channels=channels)
+    return load_config_text(text, "slawatch.yaml", environ or {})
+
+
+def http_channels(base: str) -> str:
+    """One channel of each HTTP type, all pointing at one receiver's paths."""
+    return (
+        f'  - {{name: hook, type: webhook, url: "{base}/hook", secret: "{SECRET}"}}\n'
+        f'  - {{name: chat, type: slack, url: "{base}/slack"}}\n'
+        f'  - {{name: pager, type: pagerduty, url: "{base}/pd", routing_key: "{ROUTING_KEY}"}}\n'
+        f'  - {{name: am, type: alertmanager, url: "{base}"}}\n'
+    )
+
+
+def story(loaded: LoadedConfig, rules: NotifyRules, store: IncidentStore) -> None:
+    """Commit an incident's life, each step with its notifications, as the daemon would.
+
+    Opened at severity 2, upgraded to 1 (15 min first-response clock), due soon, breached,
+    restored, reopened, resolved; and a misconfigured probe in between.
+    """
+    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    name = terms.name_of
+
+    def commit(*events: Any) -> None:
+        store.commit(rules.fill(Batch(events=list(events))))
+
+    def clocks(now: float) -> None:
+        incident = store.get(INCIDENT)
+        assert incident is not None
+        rules.clocks(incident, incident_clocks(incident, store.events(INCIDENT), now), now)
+        commit()
+
+    signal = Opened("bird", INCIDENT, 2, name(2), T0, T0 + 10, ("api",))
+    commit(signal_event(signal, terms, source="classifier"))
+    upgraded = Upgraded("bird", INCIDENT, 2, 1, name(1), T0, T0 + 60, ("api",))
+    commit(signal_event(upgraded, terms, source="classifier"))
+    # First response is due 15 min after detection (T0+910): due soon from T0+310.
+    clocks(T0 + 360)
+    clocks(T0 + 361)  # nothing new
+    rules.prober_health(
+        "misconfigured:bird/send",
+        healthy=False,
+        now=T0 + 400,
+        detail="misconfigured: bad URL",
+        service="bird",
+        target="send",
+    )
+    rules.prober_health("misconfigured:bird/send", healthy=False, now=T0 + 401)
+    commit()
+    clocks(T0 + 961)  # breached
+    restored = Restored("bird", INCIDENT, 1, T0 + 1000, T0 + 1120, ("api",))
+    commit(signal_event(restored, terms, source="classifier"))
+    reopened = Reopened("bird", INCIDENT, 1, 1, name(1), T0 + 1200, T0 + 1210, T0 + 1000, ("api",))
+    commit(signal_event(reopened, terms, source="classifier"))
+    resolved = user_event(
+        INCIDENT, "resolved", at=T0 + 2000, source="cli", recorded_at=T0 + 2000, note="fixed"
+    )
+    commit(resolved)
+
+
+@dataclass
+class Received:
+    """One request a receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+
+    @property
+    def body(self) -> Any:
+        """The JSON body."""
+        return json.loads(self.raw)
+
+
+Answer = Callable[[web.Request], Awaitable[int] | int]
+
+
+@dataclass
+class Receiver:
+    """A loopback HTTP receiver recording what it was sent and answering by ``answer``."""
+
+    answer: Answer = lambda _request: 200
+    got: list[Received] = field(default_factory=list)
+    tries: list[Received] = field(default_factory=list)
+    # Set whenever a request is delivered, so tests can wait for arrivals without polling.
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def until(self, count: int) -> None:
+        """Return once ``count`` requests have been delivered."""
+        while len(self.got) < count:
+            self.arrived.clear()
+            await self.arrived.wait()
+
+    def app(self) -> web.Application:
+        """The aiohttp application (any POST path)."""
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        item = Received(request.path, dict(request.headers), raw)
+        self.tries.append(item)
+        status = self.answer(request)
+        if not isinstance(status, int):
+            status = await status
+        if 200 <= status < 300:
+            self.got.append(item)
+            self.arrived.set()
+        return web.Response(status=status, text="ok" if status < 300 else "down")
+
+    def paths(self, path: str) -> list[Received]:
+        """What was delivered to one path, in order."""
+        return [r for r in self.got if r.path == path]
+
+
+def zero_sleep(clock: ManualClock) -> Callable[[float], Awaitable[None]]:
+    """Tenacity's sleep for tests: no real wait, the manual clock moves instead."""
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    return sleep
+
+
+WRITER = Path(__file__)
+
+
+def _write(store_path: str, count: int) -> None:
+    """Writer-process body: commit ``count`` notifications one batch at a time, then hang."""
+    from incidents.notify import Notification
+    from incidents.sqlite_store import SqliteStore
+
+    with SqliteStore(store_path) as store:
+        for n in range(count):
+            note = Notification(
+                key=f"k{n}:hook",
+                channel="hook",
+                event="prober_unhealthy",
+                created_at=T0 + n,
+                document={"event": "prober_unhealthy", "n": n, "idempotency_key": f"k{n}:hook"},
+                next_at=T0 + n,
+            )
+            store.commit(Batch(notifications=[note]))
+            print(f"committed {n}", flush=True)
+        sys.stdin.read()  # wait to be killed
+
+
+if __name__ == "__main__":
+    _write(sys.argv[1], int(sys.argv[2]))
