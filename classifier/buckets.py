@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from classifier.verdict import OK_INDEX, OUTCOMES, PROBE_ERROR_INDEX
 from probe.attempt import Channel
 
 _WIDTH = len(OUTCOMES)
+_CHANNELS = {channel.value: channel for channel in Channel}
+
+# One attempt as replay reads it: service, channel name, prober, outcome (index into OUTCOMES).
+# The channel is a plain str, whose hash is computed in C (an enum's hash runs Python code).
+RunKey = tuple[str, str, str, int]
 
 
 class Bucket:
@@ -21,6 +27,34 @@ class Bucket:
         self.attempts: dict[tuple[str, Channel], dict[str, list[int]]] = {}
         # prober → [ok control attempts, judged control attempts] (probe_error dropped).
         self.control: dict[str, list[int]] = {}
+
+    def add(self, service: str, channel: Channel, prober: str, outcome: int, count: int) -> None:
+        """Count ``count`` attempts of one kind (``outcome`` indexes OUTCOMES)."""
+        if channel is Channel.CONTROL:
+            control = self.control.get(prober)
+            if control is None:
+                control = self.control[prober] = [0, 0]
+            if outcome != PROBE_ERROR_INDEX:
+                control[1] += count
+                if outcome == OK_INDEX:
+                    control[0] += count
+            return
+        key = (service, channel)
+        probers = self.attempts.get(key)
+        if probers is None:
+            probers = self.attempts[key] = {}
+        counts = probers.get(prober)
+        if counts is None:
+            counts = probers[prober] = [0] * _WIDTH
+        counts[outcome] += count
+
+    @classmethod
+    def of_run(cls, keys: Iterable[RunKey]) -> Bucket:
+        """A bucket holding the attempts of a replay run, one key an attempt."""
+        bucket = cls()
+        for service, channel, prober, outcome in keys:
+            bucket.add(service, _CHANNELS[channel], prober, outcome, 1)
+        return bucket
 
     def failed_probers(self) -> frozenset[str]:
         """Probers whose control probe ran in this second and never succeeded."""
@@ -51,8 +85,10 @@ class SecondBuckets:
         # Attempts for seconds already final, by service: counted and reported, not silently lost.
         self.late: dict[str, int] = {}
         self._open: dict[int, Bucket] = {}
+        # Replay's open seconds (``add_run``): the run keys, judged by the classifier directly.
+        self.runs: dict[int, list[RunKey]] = {}
 
-    def add(  # noqa: PLR0917  (the hot path of replay: positional on purpose)
+    def add(  # noqa: PLR0917  (a hot path: positional on purpose)
         self, service: str, channel: Channel, prober: str, second: int, outcome: int, count: int = 1
     ) -> bool:
         """Count attempts (``outcome`` indexes OUTCOMES); False if their second was final."""
@@ -70,23 +106,31 @@ class SecondBuckets:
             bucket = self._open[second] = Bucket()
             if self.max_second is None or second > self.max_second:
                 self.max_second = second
-        if channel is Channel.CONTROL:
-            control = bucket.control.get(prober)
-            if control is None:
-                control = bucket.control[prober] = [0, 0]
-            if outcome != PROBE_ERROR_INDEX:
-                control[1] += count
-                if outcome == OK_INDEX:
-                    control[0] += count
+        bucket.add(service, channel, prober, outcome, count)
+        return True
+
+    def add_run(self, second: int, keys: list[RunKey]) -> bool:
+        """Count a replay run: attempts of ``second``, one key each; False if it was final.
+
+        The list is kept as it is (the caller hands it over) until ``second`` is judged.
+        """
+        held = self.runs.get(second)
+        if held is not None:
+            held.extend(keys)
             return True
-        key = (service, channel)
-        probers = bucket.attempts.get(key)
-        if probers is None:
-            probers = bucket.attempts[key] = {}
-        counts = probers.get(prober)
-        if counts is None:
-            counts = probers[prober] = [0] * _WIDTH
-        counts[outcome] += count
+        next_second = self.next_second
+        if next_second is not None and second < next_second:
+            if self.first_second is not None:
+                late = self.late
+                for key in keys:
+                    late[key[0]] = late.get(key[0], 0) + 1
+                return False
+            self.next_second = second
+        elif next_second is None:
+            self.next_second = second
+        self.runs[second] = keys
+        if self.max_second is None or second > self.max_second:
+            self.max_second = second
         return True
 
     def final_through(self, now: float) -> int:
@@ -100,6 +144,11 @@ class SecondBuckets:
         self.next_second = second + 1
         return self._open.pop(second, None)
 
+    @property
+    def by_second(self) -> dict[int, Bucket]:
+        """The buckets of open seconds that ``add`` counted into (``add_run``'s are in ``runs``)."""
+        return self._open
+
     def __len__(self) -> int:
         """The number of open seconds holding attempts."""
-        return len(self._open)
+        return len(self._open.keys() | self.runs.keys())

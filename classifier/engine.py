@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
-from classifier.buckets import Bucket, SecondBuckets
+from classifier.buckets import Bucket, RunKey, SecondBuckets
 from classifier.machine import ServiceMachine, Thresholds, severity_names
 from classifier.signals import IncidentSignal
 from classifier.verdict import (
@@ -37,6 +38,13 @@ _RANK = {verdict: rank for rank, verdict in enumerate(COMBINE_PRECEDENCE)}
 # verdict → (index in VERDICTS, rank in COMBINE_PRECEDENCE, counts against the provider).
 _INFO = {v: (_VERDICT_INDEX[v], _RANK[v], is_bad(v)) for v in VERDICTS}
 _ZERO = (0,) * len(OUTCOMES)
+# What a second comes to for every service, in service order: the verdict index of each
+# channel (lanes order), the combined verdict and the mask of bad channels. Seconds with
+# equal attempts come to the same (interned) object, so a run of them is told by identity.
+_Result = tuple[tuple[tuple[int, ...], Verdict, int], ...]
+# Replay run signatures remembered with their result (cleared when full: memory stays bounded).
+_MAX_RESULTS = 4096
+_DETECTED_AT = attrgetter("detected_at")
 
 
 class UnknownServiceError(KeyError):
@@ -114,13 +122,27 @@ class Classifier:
         start: int | None = None,
         channels: Mapping[str, Iterable[Channel]] | None = None,
         emit_verdicts: bool = True,
+        hold_runs: bool = False,
     ) -> None:
+        if hold_runs and emit_verdicts:
+            raise ValueError("hold_runs needs emit_verdicts=False")
         self.buckets = SecondBuckets(horizon, start)
         self._services = {s.name: _Service(s, catalog) for s in services}
         self._list = list(self._services.values())
         # Replay only needs the totals; building millions of SecondVerdict objects would
         # dominate its run time, so it can switch them off. The judging is the same.
         self.emit_verdicts = emit_verdicts
+        # Replay only: consecutive seconds that come to the same result are held back and
+        # fed to the machines as one run (``ServiceMachine.step_many``), so their signals
+        # come out when the run ends (``flush``, ``finish``), not as each second is final.
+        # Live callers must leave it off: an incident would be reported late.
+        self.hold_runs = hold_runs
+        # Replay run signature (its keys in arrival order) → result; results by value.
+        self._results: dict[tuple[RunKey, ...], _Result] = {}
+        self._interned: dict[_Result, _Result] = {}
+        # The held run: its result and its length; it ends at buckets.next_second - 1.
+        self._held: _Result | None = None
+        self._held_count = 0
         for name, declared in (channels or {}).items():
             for channel in declared:
                 self._declare(self._service(name), channel)
@@ -161,9 +183,16 @@ class Classifier:
     def totals(self, service: str) -> dict[str, dict[str, int]]:
         """Final seconds of ``service`` by channel (and ``combined``) and verdict."""
         state = self._service(service)
+        totals = {channel: list(counts) for channel, counts in state.totals.items()}
+        if self._held is not None:
+            lanes, combined, _ = self._held[self._list.index(state)]
+            # A channel declared after the run began counted its seconds as no data already.
+            for (channel, _, _, _), index in zip(state.lanes, lanes, strict=False):
+                totals[str(channel)][index] += self._held_count
+            totals[COMBINED][_VERDICT_INDEX[combined]] += self._held_count
         order = [str(c) for c in state.channels] + [COMBINED]
         return {
-            channel: {str(v): n for v, n in zip(VERDICTS, state.totals[channel], strict=True)}
+            channel: {str(v): n for v, n in zip(VERDICTS, totals[channel], strict=True)}
             for channel in order
         }
 
@@ -201,7 +230,7 @@ class Classifier:
     def check(self, service: str, channel: Channel) -> None:
         """Accept attempts of (service, channel) from now on; UnknownServiceError if unknown.
 
-        After it, a reader may give such attempts to ``buckets.add`` directly.
+        After it, a reader may give such attempts to ``buckets.add`` (or ``add_run``) directly.
         """
         if channel is not Channel.CONTROL:
             self._declare(self._service(service), channel)
@@ -223,10 +252,21 @@ class Classifier:
     def finish(self) -> Finalized:
         """Finalize every second up to the latest one seen (end of replay input)."""
         last = self.buckets.max_second
-        return Finalized() if last is None else self._finalize_through(last, Finalized())
+        out = Finalized() if last is None else self._finalize_through(last, Finalized())
+        return self.flush(out)
+
+    def flush(self, out: Finalized | None = None) -> Finalized:
+        """Feed the held run (``hold_runs``) to the machines; its signals go to ``out``."""
+        out = out or Finalized()
+        held, count = self._held, self._held_count
+        if held is not None and self.buckets.next_second is not None:
+            self._release(held, self.buckets.next_second - count, count, out)
+        self._held, self._held_count = None, 0
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """The resumable state (JSON-able): the next second to judge and every machine."""
+        self._not_holding()
         return {
             "next_second": self.buckets.next_second,
             "machines": {name: s.machine.snapshot() for name, s in self._services.items()},
@@ -237,12 +277,17 @@ class Classifier:
 
         Services added to the configuration since start afresh; removed ones are ignored.
         """
+        self._not_holding()
         next_second = state.get("next_second")
         self.buckets.next_second = None if next_second is None else int(next_second)
         machines = state.get("machines") or {}
         for name, service in self._services.items():
             if name in machines:
                 service.machine.restore(machines[name])
+
+    def _not_holding(self) -> None:
+        if self._held is not None:
+            raise ValueError("a run of seconds is held back: flush() first")
 
     def _service(self, name: str) -> _Service:
         state = self._services.get(name)
@@ -254,6 +299,9 @@ class Classifier:
         if channel is Channel.CONTROL or channel in state.channels:
             return
         state.channels.append(channel)
+        # Results remembered so far lack the new channel.
+        self._results.clear()
+        self._interned.clear()
         totals = state.totals[str(channel)] = [0] * len(VERDICTS)
         state.lanes.append((channel, (state.name, channel), totals, CHANNEL_BITS[channel]))
         # Seconds already final had no attempts on this channel: count them as no data, so
@@ -263,6 +311,8 @@ class Classifier:
             totals[_NO_DATA] = buckets.next_second - buckets.first_second
 
     def _finalize_through(self, last: int, out: Finalized) -> Finalized:
+        if self.hold_runs:
+            return self._tally_through(last, out)
         buckets = self.buckets
         second = buckets.next_second
         if second is None:
@@ -292,42 +342,131 @@ class Classifier:
 
     def _judge(self, state: _Service, second: int, bucket: Bucket, out: Finalized) -> None:
         failed = bucket.failed_probers() if bucket.control else None
-        combined = Verdict.NO_DATA
-        rank = _RANK[combined]
-        mask = 0
-        emit = self.emit_verdicts
-        summed = [0] * len(OUTCOMES) if emit else None
-        set_aside_all = 0
-        for channel, key, totals, bit in state.lanes:
-            probers = bucket.attempts.get(key)
-            set_aside = 0
-            counts: list[int]
-            if probers is None:
-                counts = list(_ZERO)
-            elif len(probers) == 1 and not failed:
-                counts = next(iter(probers.values()))
-            else:
-                counts, set_aside = _pool(probers, failed)
-            verdict = judge(counts, state.counting, set_aside)
-            index, verdict_rank, bad = _INFO[verdict]
-            totals[index] += 1
-            if bad:
-                mask |= bit
-            if verdict_rank < rank:
-                combined, rank = verdict, verdict_rank
-            if summed is not None:
+        lanes, combined, mask = _judge_lanes(state, bucket, failed)
+        for (_, _, totals, _), (verdict, _, _) in zip(state.lanes, lanes, strict=True):
+            totals[_VERDICT_INDEX[verdict]] += 1
+        state.totals[COMBINED][_VERDICT_INDEX[combined]] += 1
+        if self.emit_verdicts:
+            summed = [0] * len(OUTCOMES)
+            set_aside_all = 0
+            for (channel, _, _, _), (verdict, counts, set_aside) in zip(
+                state.lanes, lanes, strict=True
+            ):
                 out.verdicts.append(
                     SecondVerdict(state.name, channel, second, verdict, tuple(counts), set_aside)
                 )
                 for i, n in enumerate(counts):
                     summed[i] += n
                 set_aside_all += set_aside
-        state.totals[COMBINED][_VERDICT_INDEX[combined]] += 1
-        if summed is not None:
             out.verdicts.append(
                 SecondVerdict(state.name, COMBINED, second, combined, tuple(summed), set_aside_all)
             )
         state.machine.step(second, combined, mask, out.signals)
+
+    def _tally_through(self, last: int, out: Finalized) -> Finalized:
+        """``_finalize_through`` with ``hold_runs``: each second extends the held run or ends it.
+
+        A second's result is looked up by its run signature (the run's keys in arrival
+        order: the same for every second of a steady log), so an ordinary second costs a
+        tuple and a dict look-up.
+        """
+        buckets = self.buckets
+        second = buckets.next_second
+        if second is None or second > last:
+            return out
+        if buckets.first_second is None:
+            buckets.first_second = second
+        runs = buckets.runs
+        opened = buckets.by_second
+        results = self._results
+        held, count = self._held, self._held_count
+        while second <= last:
+            keys = runs.pop(second, None)
+            if opened and second in opened:
+                # Attempts that came through ``add``: judged from their bucket, not remembered.
+                bucket = opened.pop(second)
+                for service, channel, prober, outcome in keys or ():
+                    bucket.add(service, Channel(channel), prober, outcome, 1)
+                result = self._result(bucket)
+            else:
+                signature = () if keys is None else tuple(keys)
+                result = results.get(signature) or self._learn(signature)
+            if result is held:
+                count += 1
+            else:
+                if held is not None:
+                    self._release(held, second - count, count, out)
+                held, count = result, 1
+            second += 1
+        self._held, self._held_count = held, count
+        buckets.next_second = second
+        return out
+
+    def _learn(self, signature: tuple[RunKey, ...]) -> _Result:
+        result = self._result(Bucket.of_run(signature))
+        if len(self._results) >= _MAX_RESULTS:
+            self._results.clear()
+        self._results[signature] = result
+        return result
+
+    def _result(self, bucket: Bucket) -> _Result:
+        """What ``bucket``'s second comes to for every service (interned)."""
+        failed = bucket.failed_probers() if bucket.control else None
+        parts = []
+        for state in self._list:
+            lanes, combined, mask = _judge_lanes(state, bucket, failed)
+            indexes = tuple(_VERDICT_INDEX[verdict] for verdict, _, _ in lanes)
+            parts.append((indexes, combined, mask))
+        result = tuple(parts)
+        if len(self._interned) >= _MAX_RESULTS:
+            self._interned.clear()
+        return self._interned.setdefault(result, result)
+
+    def _release(self, held: _Result, first: int, count: int, out: Finalized) -> None:
+        """Count a run of ``count`` seconds from ``first`` on and feed it to every machine."""
+        signals = out.signals
+        start = len(signals)
+        signalled = 0
+        for state, (lanes, combined, mask) in zip(self._list, held, strict=True):
+            # A channel declared after the run began counted its seconds as no data already.
+            for (_, _, totals, _), index in zip(state.lanes, lanes, strict=False):
+                totals[index] += count
+            state.totals[COMBINED][_VERDICT_INDEX[combined]] += count
+            before = len(signals)
+            state.machine.step_many(first, count, combined, mask, signals)
+            signalled += len(signals) > before
+        if signalled > 1:
+            # Second by second, services signal in configuration order: the same order here.
+            # The sort is stable and each service's signals are already in second order.
+            signals[start:] = sorted(signals[start:], key=_DETECTED_AT)
+
+
+def _judge_lanes(
+    state: _Service, bucket: Bucket, failed: frozenset[str] | None
+) -> tuple[list[tuple[Verdict, Sequence[int], int]], Verdict, int]:
+    """Each channel's verdict, counts and set-aside count; the combined verdict; the bad mask."""
+    combined = Verdict.NO_DATA
+    rank = _RANK[combined]
+    mask = 0
+    lanes: list[tuple[Verdict, Sequence[int], int]] = []
+    for _, key, _, bit in state.lanes:
+        probers = bucket.attempts.get(key)
+        set_aside = 0
+        counts: Sequence[int]
+        if probers is None:
+            counts = _ZERO
+        elif len(probers) == 1 and not failed:
+            counts = next(iter(probers.values()))
+        else:
+            counts, set_aside = _pool(probers, failed)
+        verdict = judge(counts, state.counting, set_aside)
+        _, verdict_rank, bad = _INFO[verdict]
+        if bad:
+            mask |= bit
+        if verdict_rank < rank:
+            combined, rank = verdict, verdict_rank
+        lanes.append((verdict, counts, set_aside))
+    return lanes, combined, mask
 
 
 def _pool(probers: dict[str, list[int]], failed: frozenset[str] | None) -> tuple[list[int], int]:

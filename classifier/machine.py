@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -88,6 +89,14 @@ class ServiceMachine:
         self.production = production
         self.names: Mapping[int, str] = names or {n: f"Severity {n}" for n in (1, 2, 3)}
         self._table = thresholds.degraded_table()
+        # step_many's shortcuts rely on thresholds config validation guarantees: a streak of
+        # at least one second, and a degraded threshold of at least one bad second that never
+        # falls as observed seconds grow. Anything else is stepped second by second.
+        self._skippable = (
+            thresholds.critical_after >= 1
+            and self._table[0] >= 1
+            and all(a <= b for a, b in itertools.pairwise(self._table))
+        )
 
         # Seconds must come contiguously: gaps in the window arithmetic would be miscounted.
         self.last_second: int | None = None
@@ -144,6 +153,103 @@ class ServiceMachine:
         self.good_len = 0
         if critical and self.production and self.severity > 1:
             self._upgrade(second, out)
+
+    def step_many(
+        self, second: int, count: int, verdict: Verdict, bad_mask: int, out: list[IncidentSignal]
+    ) -> None:
+        """Consume ``count`` seconds from ``second`` on, all with ``verdict`` and ``bad_mask``.
+
+        Exactly what ``count`` calls of ``step`` do. Stretches in which no signal can come
+        (``_quiet``) are applied at once; the seconds around a change of state go one by one.
+        """
+        end = second + count
+        while second < end:
+            quiet = self._quiet(second, end - second, verdict)
+            if quiet:
+                self._skip(second, quiet, verdict, bad_mask)
+                second += quiet
+            else:
+                self.step(second, verdict, bad_mask, out)
+                second += 1
+
+    def _quiet(self, second: int, remaining: int, verdict: Verdict) -> int:
+        """How many of the next ``remaining`` steps, all ``verdict``, surely emit no signal.
+
+        Available: the streak breaks at once; with an incident open only the restore can
+        come, at a known step; without, the degraded condition, false now, stays false,
+        since each available second can only drop bad seconds from the window and add
+        observed ones, and the threshold never falls as observed seconds grow.
+        No data or inconclusive: quiet once no streak is running and no bad second is left
+        in the window (then the window holds no bad second at all). Unavailable or partial:
+        quiet only with an incident open that cannot be upgraded any more.
+        """
+        if not self._skippable or self.last_second != second - 1 or self.window_floor is None:
+            return 0
+        if verdict is Verdict.AVAILABLE:
+            if self.incident is not None:
+                return max(0, min(remaining, self.thresholds.recover_after - self.good_len - 1))
+            # After a step without an incident it was false (else it would have opened);
+            # checked anyway for a state loaded by ``restore``.
+            quiet = not self._degraded_now()
+        elif verdict is Verdict.NO_DATA or verdict is Verdict.INCONCLUSIVE:
+            low = max(second - self.thresholds.degraded_window + 1, self.window_floor)
+            quiet = self.streak_start is None and not (self.bad and self.bad[-1][0] >= low)
+        else:
+            quiet = self.incident is not None and not (
+                verdict is Verdict.UNAVAILABLE and self.production and self.severity > 1
+            )
+        return remaining if quiet else 0
+
+    def _degraded_now(self) -> bool:
+        """The degraded condition over the window as of the last second stepped."""
+        assert self.last_second is not None  # noqa: S101  (checked by _quiet)
+        assert self.window_floor is not None  # noqa: S101
+        last = self.last_second
+        low = max(last - self.thresholds.degraded_window + 1, self.window_floor)
+        self._evict(low)
+        return len(self.bad) >= self._table[last - low + 1 - len(self.unobserved)]
+
+    def _evict(self, low: int) -> None:
+        bad = self.bad
+        while bad and bad[0][0] < low:
+            bad.popleft()
+        gaps = self.unobserved
+        while gaps and gaps[0] < low:
+            gaps.popleft()
+
+    def _skip(self, second: int, count: int, verdict: Verdict, bad_mask: int) -> None:
+        """The state after ``count`` quiet steps of ``verdict`` from ``second`` on (see _quiet)."""
+        assert self.window_floor is not None  # noqa: S101  (checked by _quiet)
+        last = second + count - 1
+        self.last_second = last
+        low = max(last - self.thresholds.degraded_window + 1, self.window_floor)
+        self._evict(low)
+        # The seconds of this stretch still inside the window at its end.
+        kept = range(max(second, low), last + 1)
+        if verdict is Verdict.AVAILABLE:
+            self._break_streak()
+            if self.incident is not None:
+                self.incident_mask |= bad_mask
+                if self.good_len == 0:
+                    self.good_start = second
+                self.good_len += count
+            return
+        self.incident_mask |= bad_mask
+        self.good_len = 0
+        if verdict is Verdict.NO_DATA or verdict is Verdict.INCONCLUSIVE:
+            self.unobserved.extend(kept)
+            return
+        if verdict is Verdict.UNAVAILABLE:
+            if self.streak_start is None:
+                self.streak_start = second
+                self.streak_len = 0
+                self.streak_mask = 0
+            self.streak_len += count
+            self.streak_gap = 0
+            self.streak_mask |= bad_mask
+        else:
+            self._break_streak()
+        self.bad.extend((s, bad_mask) for s in kept)
 
     def _count_streak(self, second: int, unavailable: bool, unobserved: bool, mask: int) -> None:
         """Extend, tolerate (a gap of at most max_gap) or break the critical streak."""

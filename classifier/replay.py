@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from classifier.buckets import RunKey
 from classifier.engine import Classifier, Finalized, UnknownServiceError
 from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
-from classifier.verdict import COMBINED, OUTCOME_INDEX, VERDICTS
+from classifier.verdict import COMBINED, OUTCOME_INDEX, OUTCOMES, VERDICTS
 from config import Catalog, Config, ServiceConfig
 from probe.attempt import (
     AttemptFormatError,
@@ -32,120 +33,182 @@ class ReplayError(ValueError):
         super().__init__(f"{line}: {message}")
 
 
+# Longest replay line accepted (an attempt is a few hundred bytes): longer lines are refused
+# after reading this much of them, so one huge line cannot exhaust memory.
+MAX_LINE_BYTES = 64 * 1024
+
+
+def bounded_lines(readline: Callable[[int], bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines ``readline`` yields; ReplayError for a line longer than ``limit`` bytes."""
+    number = 0
+    while line := readline(limit + 1):
+        number += 1
+        if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
+            raise ReplayError(number, f"line is longer than {limit} bytes")
+        yield line
+
+
 # The fast path: the exact form ``Attempt.to_json`` + ``json.dumps`` write, with printable
-# ASCII strings free of escapes. Such a line means the same to this pattern as to
+# ASCII strings free of escapes. Such a line means the same to these patterns as to
 # ``json.loads`` + ``attempt_from_json``; every other line (other key order or spacing,
 # escapes, non-ASCII, timings, exponents, any error) takes the full path, which also
 # words every error. A test holds the two paths to the same answers.
-_FAST_LINE = re.compile(
-    rb'\{"service": "([\x20\x21\x23-\x5b\x5d-\x7e]+)", '
+#
+# A canonical line is HEAD + ``"started_at": "`` + STAMP + TAIL: HEAD names the service,
+# channel, target and prober, STAMP is the second (``YYYY-MM-DDTHH:MM:SS``) and TAIL the
+# fraction, the outcome and the rest. No string in HEAD may hold a quote, so the first
+# ``"started_at": "`` of a line is where it splits. A log repeats few heads and few tails,
+# so both are checked once and remembered: an ordinary line costs a split and two look-ups.
+_STARTED_AT = b'"started_at": "'
+_TEXT = rb"[\x20\x21\x23-\x5b\x5d-\x7e]"
+_HEAD = re.compile(
+    rb'\{"service": "(' + _TEXT + rb'+)", '
     rb'"channel": "(api|smtp|control)", '
-    rb'"target": "[\x20\x21\x23-\x5b\x5d-\x7e]+", '
-    rb'"prober": "([\x20\x21\x23-\x5b\x5d-\x7e]*)", '
-    rb'"started_at": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d{1,6})?Z", '
+    rb'"target": "' + _TEXT + rb'+", '
+    rb'"prober": "(' + _TEXT + rb'*)", '
+)
+_STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+_STAMP_WIDTH = 19
+# STAMP is MINUTE (``YYYY-MM-DDTHH:MM:``) and the seconds: valid seconds by their two bytes.
+_MINUTE_WIDTH = 17
+_SECONDS = {f"{s:02d}".encode(): s for s in range(60)}
+_TAIL = re.compile(
+    rb'(?:\.\d{1,6})?Z", '
     rb'"outcome": "([a-z_]+)"'
     rb'(?:, "duration_s": (?:0|[1-9]\d*)(?:\.\d+)?)?'
-    rb'(?:, "phase": "[\x20\x21\x23-\x5b\x5d-\x7e]*")?'
-    rb'(?:, "detail": "[\x20\x21\x23-\x5b\x5d-\x7e]*")?'
-    rb"\}[ \t\r\n]*\Z"
+    rb'(?:, "phase": "' + _TEXT + rb'*")?'
+    rb'(?:, "detail": "' + _TEXT + rb'*")?'
+    rb"\}[ \t\r\n]*"
 )
-_CHANNELS = {c.value.encode(): c for c in Channel}
 _OUTCOMES = {o.value.encode(): OUTCOME_INDEX[o] for o in Outcome}
-
-# One attempt as the classifier needs it: service, channel, prober, second, outcome index.
-Fields = tuple[str, Channel, str, int, int]
-# The same without the second, which a run of lines shares.
-RunKey = tuple[str, Channel, str, int]
-# Distinct (service, channel, prober, outcome) combinations remembered by the fast path.
+# Heads and tails remembered by the fast path (each cache starts afresh when full).
 _MAX_KEYS = 4096
+
+# One attempt as the classifier needs it: service, channel, prober, second, outcome.
+Fields = tuple[str, Channel, str, int, int]
 
 
 class LineReader:
     """Turns replay lines into runs of same-second attempts; fast for the canonical form.
 
     ``check`` is called for each (service, channel) before its first attempt is returned:
-    it raises for an unknown service, so the reader only remembers combinations that passed.
+    it raises for an unknown service, so the reader only remembers heads that passed.
     """
 
     def __init__(self, check: Callable[[str, Channel], None]) -> None:
         self._check = check
-        # Logs run in time order, so consecutive lines share their second: one entry suffices
-        # (a dict of every second would grow with the input).
-        self._prefix = b""
-        self._second = 0
+        # Logs run in time order, so consecutive lines share their date and minute: one
+        # entry each suffices.
         self._day = b""
         self._midnight = 0
-        # Raw (service, channel, prober, outcome) → the same, decoded and checked.
-        self._keys: dict[tuple[bytes, ...], RunKey] = {}
+        self._minute = b"-"
+        self._minute_start = 0
+        # HEAD → its run keys, indexed by outcome; TAIL → the outcome's index.
+        self._heads: dict[bytes, tuple[RunKey, ...]] = {}
+        self._tails: dict[bytes, int] = {}
 
-    def runs(self, lines: Iterable[bytes]) -> Iterator[tuple[int, dict[RunKey, int]]]:
-        """Consecutive attempts of one second, counted by (service, channel, prober, outcome).
+    def runs(self, lines: Iterable[bytes]) -> Iterator[tuple[int, list[RunKey]]]:
+        """Consecutive attempts of one second, one key each, in the order of the lines.
 
-        Counting a run before handing it over changes nothing downstream: a second's
+        Handing a second's attempts over as one run changes nothing downstream: a second's
         attempts are only judged after a later second's run has been handed over.
         """
-        match = _FAST_LINE.match
-        keys = self._keys
-        run: dict[RunKey, int] = {}
+        heads = self._heads
+        tails = self._tails
+        run: list[RunKey] = []
         run_second = -(1 << 62)
-        run_prefix = b"-"
+        # The STAMP of the run's second, once a fast line has shown it.
+        run_stamp = b"-"
         for number, line in enumerate(lines, 1):
-            found = match(line)
-            key: RunKey | None = None
-            if found is not None:
-                prefix = found.group(4)
-                if prefix == run_prefix:
-                    key = keys.get(found.group(1, 2, 3, 5)) or self._learn(found, number)
-                    if key is not None:
-                        run[key] = run.get(key, 0) + 1
-                        continue
-                elif prefix == self._prefix or self._start_second(prefix):
-                    key = keys.get(found.group(1, 2, 3, 5)) or self._learn(found, number)
-            if key is not None:
-                second = self._second
+            head, _, rest = line.partition(_STARTED_AT)
+            keys = heads.get(head)
+            index = tails.get(rest[_STAMP_WIDTH:])
+            if keys is not None and index is not None:
+                stamp = rest[:_STAMP_WIDTH]
+                if stamp == run_stamp:
+                    run.append(keys[index])
+                    continue
+            key: RunKey
+            fast = self._fast(head, rest, number)
+            if fast is not None:
+                key, second = fast
             else:
                 fields = self._slow(line, number)
                 if fields is None:
                     continue
-                service, channel, prober, second, index = fields
-                key = (service, channel, prober, index)
+                service, channel, prober, second, outcome = fields
+                key = (service, channel.value, prober, outcome)
             if second != run_second:
                 if run:
                     yield run_second, run
-                run, run_second = {}, second
-            # Fast lines with the reader's current prefix continue this run.
-            run_prefix = self._prefix if self._second == second else b"-"
-            run[key] = run.get(key, 0) + 1
+                run, run_second, run_stamp = [], second, b"-"
+            if fast is not None:
+                run_stamp = rest[:_STAMP_WIDTH]
+            run.append(key)
         if run:
             yield run_second, run
 
-    def _start_second(self, prefix: bytes) -> bool:
-        """Make ``prefix`` (``YYYY-MM-DDTHH:MM:SS``, ASCII digits) current; False if invalid."""
-        day = prefix[:10]
+    def _fast(self, head: bytes, rest: bytes, number: int) -> tuple[RunKey, int] | None:
+        """The key and second of a canonical line split at its STAMP; None if not canonical."""
+        index = self._tails.get(rest[_STAMP_WIDTH:])
+        if index is None:
+            index = self._learn_tail(rest[_STAMP_WIDTH:])
+            if index is None:
+                return None
+        second = self._second(rest[:_STAMP_WIDTH])
+        if second is None:
+            return None
+        keys = self._heads.get(head)
+        if keys is None:
+            keys = self._learn_head(head, number)
+            if keys is None:
+                return None
+        return keys[index], second
+
+    def _learn_tail(self, tail: bytes) -> int | None:
+        found = _TAIL.fullmatch(tail)
+        if found is None:
+            return None
+        index = _OUTCOMES.get(found.group(1))
+        if index is not None:
+            if len(self._tails) >= _MAX_KEYS:
+                self._tails.clear()
+            self._tails[tail] = index
+        return index
+
+    def _learn_head(self, head: bytes, number: int) -> tuple[RunKey, ...] | None:
+        found = _HEAD.fullmatch(head)
+        if found is None:
+            return None
+        service, channel, prober = found.group(1).decode(), found.group(2).decode(), found.group(3)
+        self._validate(service, Channel(channel), number)
+        keys = tuple((service, channel, prober.decode(), i) for i in range(len(OUTCOMES)))
+        if len(self._heads) >= _MAX_KEYS:
+            self._heads.clear()
+        self._heads[head] = keys
+        return keys
+
+    def _second(self, stamp: bytes) -> int | None:
+        """The epoch second of a STAMP (``YYYY-MM-DDTHH:MM:SS``); None if it is not one."""
+        seconds = _SECONDS.get(stamp[_MINUTE_WIDTH:])
+        if seconds is not None and stamp[:_MINUTE_WIDTH] == self._minute:
+            return self._minute_start + seconds
+        if _STAMP.fullmatch(stamp) is None:
+            return None
+        day = stamp[:10]
         if day != self._day:
             # The date is checked by the same parser as the full path, once a day.
             try:
                 midnight = math.floor(parse_time(day.decode() + "T00:00:00Z"))
             except AttemptFormatError:
-                return False
+                return None
             self._day, self._midnight = day, midnight
-        hour, minute, second = int(prefix[11:13]), int(prefix[14:16]), int(prefix[17:19])
+        hour, minute, second = int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
         if hour > 23 or minute > 59 or second > 59:
-            return False
-        self._prefix = prefix
-        self._second = self._midnight + hour * 3600 + minute * 60 + second
-        return True
-
-    def _learn(self, found: re.Match[bytes], number: int) -> RunKey | None:
-        raw = found.group(1, 2, 3, 5)
-        index = _OUTCOMES.get(raw[3])
-        if index is None:
             return None
-        key = (raw[0].decode(), _CHANNELS[raw[1]], raw[2].decode(), index)
-        self._validate(key[0], key[1], number)
-        if len(self._keys) < _MAX_KEYS:
-            self._keys[raw] = key
-        return key
+        self._minute = stamp[:_MINUTE_WIDTH]
+        self._minute_start = self._midnight + hour * 3600 + minute * 60
+        return self._minute_start + second
 
     def _validate(self, service: str, channel: Channel, number: int) -> None:
         try:
@@ -169,6 +232,11 @@ def _slow_fields(line: bytes, number: int) -> Fields | None:
         raise ReplayError(number, f"invalid JSON: {exc.msg} (column {exc.pos + 1})") from None
     except UnicodeDecodeError as exc:
         raise ReplayError(number, f"not UTF-8 text (byte {exc.start})") from None
+    if isinstance(record, dict):
+        # attempt_from_json looks these up in dicts: a list or an object there is unhashable.
+        for key in ("channel", "outcome"):
+            if key in record and not isinstance(record[key], str):
+                raise ReplayError(number, f"{key}: expected a string")
     try:
         attempt = attempt_from_json(record)
     except AttemptFormatError as exc:
@@ -257,11 +325,14 @@ def replay(
     An attempt counts in the second it started in; a second is judged once an attempt
     starting ``horizon`` seconds after its end has been read (or at the end of input).
     """
-    classifier = Classifier(config.services, catalog, horizon=horizon, emit_verdicts=False)
+    classifier = Classifier(
+        config.services, catalog, horizon=horizon, emit_verdicts=False, hold_runs=True
+    )
     incidents: dict[str, ReplayIncident] = {}
     reader = LineReader(classifier.check)
-    # Every key was checked by the reader, so the buckets can take the counts directly.
-    add = classifier.buckets.add
+    # Every key was checked by the reader, so the buckets can take the runs directly.
+    add_run = classifier.buckets.add_run
+    advance = classifier.advance
     newest = -(1 << 62)
     attempts = 0
     finalized = Finalized()
@@ -283,16 +354,20 @@ def replay(
             else:
                 incidents[signal.incident].apply(signal)
 
-    for second, run in reader.runs(lines):
-        for (service, channel, prober, outcome), count in run.items():
-            add(service, channel, prober, second, outcome, count)
-            attempts += count
-        if second > newest:
-            newest = second
-            classifier.advance(newest, finalized)
-            if finalized.signals:
-                collect(finalized.signals)
-                finalized.signals.clear()
+    try:
+        for second, keys in reader.runs(lines):
+            attempts += len(keys)
+            add_run(second, keys)
+            if second > newest:
+                newest = second
+                advance(newest, finalized)
+                if finalized.signals:
+                    collect(finalized.signals)
+                    finalized.signals.clear()
+    except ReplayError:
+        # What was judged before the bad line is reported as it would be second by second.
+        collect(classifier.flush().signals)
+        raise
     collect(classifier.finish().signals)
     return ReplayResult(
         services={name: classifier.totals(name) for name in classifier.services},

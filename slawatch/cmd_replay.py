@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
 from classifier.engine import default_horizon
-from classifier.replay import ReplayError, ReplayResult, replay, result_json, result_text
+from classifier.replay import (
+    ReplayError,
+    ReplayResult,
+    bounded_lines,
+    replay,
+    result_json,
+    result_text,
+)
 from config import LoadedConfig, load_config
 from incidents.recorder import replay_into_store
 from incidents.sqlite_store import SqliteStore
@@ -71,10 +78,12 @@ def _open(path: str) -> Iterator[BinaryIO]:
         yield handle
 
 
-def _replay_into(handle: BinaryIO, loaded: LoadedConfig, path: str, horizon: int) -> ReplayResult:
+def _replay_into(
+    lines: Iterable[bytes], loaded: LoadedConfig, path: str, horizon: int
+) -> ReplayResult:
     try:
         with SqliteStore(path) as store:
-            return replay_into_store(handle, loaded, store, horizon=horizon)
+            return replay_into_store(lines, loaded, store, horizon=horizon)
     except StoreError as exc:
         raise InputError(str(exc)) from None
 
@@ -85,11 +94,12 @@ def run_replay(args: argparse.Namespace) -> int:
     horizon = default_horizon(loaded.config) if args.horizon is None else args.horizon
     name = "<stdin>" if args.attempts == STDIN else args.attempts
     with _open(args.attempts) as handle:
+        lines = bounded_lines(handle.readline)
         try:
             if args.store is None:
-                result = replay(handle, loaded.config, loaded.catalog, horizon=horizon)
+                result = replay(lines, loaded.config, loaded.catalog, horizon=horizon)
             else:
-                result = _replay_into(handle, loaded, args.store, horizon)
+                result = _replay_into(lines, loaded, args.store, horizon)
         except ReplayError as exc:
             raise InputError(f"{name}:{exc.line}: {exc.message}") from None
         except OSError as exc:

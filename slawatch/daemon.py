@@ -48,6 +48,8 @@ TICK_OFFSET = 0.05
 STORE_ERROR_LOG_INTERVAL = 60.0
 # Batches kept in memory while the store refuses writes; past this, the oldest samples go.
 MAX_PENDING_BATCHES = 3600
+# Retention runs at start and then this often: rows expire by the day, not the second.
+PRUNE_INTERVAL = 3600.0
 # /healthz fails when launches have lagged more than this (the loop is starved).
 HEALTHY_LAG_S = 1.0
 
@@ -138,6 +140,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._last_prune = -math.inf
         self._init_status()
 
     # -- wiring ------------------------------------------------------------------
@@ -315,6 +318,34 @@ class Daemon:
         self._absorb(found.verdicts, found.signals, now)
         await self._commit(self.recorder.take(self.classifier.snapshot()), now)
         self._refresh_incident_gauges(now)
+        if now - self._last_prune >= PRUNE_INTERVAL and self.health.store_writable:
+            self._last_prune = now
+            await self._prune(now)
+
+    async def _prune(self, now: float) -> None:
+        """Drop what retention no longer keeps (verdict runs, incidents, evidence samples)."""
+        store = self.store
+        if store is None:
+            return
+        storage = self.loaded.config.storage
+        try:
+            pruned = await self._db(
+                lambda: store.prune(
+                    now, keep_runs=storage.retention_runs, keep_samples=storage.retention_attempts
+                )
+            )
+        except Exception as exc:  # noqa: BLE001  (retention must never stop the daemon)
+            self._store_failed(exc, now)
+            return
+        if pruned.runs or pruned.samples or pruned.incidents:
+            log.info(
+                "retention applied",
+                extra={
+                    "runs": pruned.runs,
+                    "samples": pruned.samples,
+                    "incidents": pruned.incidents,
+                },
+            )
 
     def _absorb(
         self, verdicts: list[SecondVerdict], signals: list[IncidentSignal], now: float

@@ -1,0 +1,75 @@
+"""The daemon's own loop, in process on a manual clock: retention, status and user events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from config import load_config_text
+from incidents.lifecycle import user_event
+from incidents.store import MemoryStore
+from probe.attempt import Attempt, Channel, Outcome
+from probe.clock import ManualClock
+from slawatch.daemon import TICK_OFFSET, Daemon
+
+T0 = 1_790_000_000
+HOUR = 3_600
+
+
+def _daemon(tmp_path: Path, store: MemoryStore) -> Daemon:
+    config = {
+        "prober": {"id": "p-1"},
+        "storage": {"retention_runs": "1h", "retention_attempts": "10m"},
+        "services": [
+            {
+                "name": "mail",
+                "sla": {"policy": "megaport", "calendar": "uk"},
+                "classifier": {"degraded_min_seconds": 3},
+                "api": [{"name": "send", "url": "http://127.0.0.1:9/", "timeout": "1s"}],
+            }
+        ],
+    }
+    text = yaml.safe_dump(config)
+    loaded = load_config_text(text, str(tmp_path / "slawatch.yaml"), {})
+    return Daemon(loaded, clock=ManualClock(T0), registry=CollectorRegistry(), store=store)
+
+
+async def _run_seconds(daemon: Daemon, first: int, pattern: str) -> None:
+    for offset, char in enumerate(pattern):
+        second = first + offset
+        outcome = Outcome.SERVER_ERROR if char == "x" else Outcome.OK
+        daemon._on_attempt(
+            Attempt("mail", Channel.API, "send", "p-1", second + 0.2, 0.01, outcome, detail="HTTP")
+        )
+        await daemon.tick(second + 1 + TICK_OFFSET)
+
+
+async def test_status_incident_and_retention(tmp_path: Path) -> None:
+    """Verdicts reach the status, an incident opens, and retention drops old rows later."""
+    store = MemoryStore()
+    daemon = _daemon(tmp_path, store)
+    await daemon.open_store()
+    # A second is final once the 1 s timeout plus 1 s have passed: the last two are open.
+    await _run_seconds(daemon, T0, "." * 3 + "x" * 5 + "." * 2)
+    status = daemon.status["mail"]
+    assert status["api"].verdict == "unavailable"
+    assert status["api"].streak == 5
+    [incident] = store.incidents()
+    assert incident.severity == 2
+    assert daemon.open[incident.id].incident.id == incident.id
+    assert store.samples("mail", T0, T0 + 20)
+    # A user event goes through the same store, at once.
+    updated = await daemon.record_event(
+        user_event(incident.id, "provider_responded", at=T0 + 10, source="api", recorded_at=T0 + 10)
+    )
+    assert updated.id == incident.id
+    assert [r for r in store.runs("mail", "api", T0, T0 + 20) if r.last < T0 + 10]
+    # Two hours later the runs (kept an hour) and samples (kept ten minutes) that ended
+    # before then are gone; the run covering the gap, which ends now, stays.
+    later = T0 + 2 * HOUR
+    await _run_seconds(daemon, later, ".")
+    assert not [r for r in store.runs("mail", "api", T0, T0 + 20) if r.last < later - HOUR]
+    assert not store.samples("mail", T0, T0 + 20)
+    assert store.runs("mail", "api", later - 10, later + 10)
