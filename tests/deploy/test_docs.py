@@ -1,4 +1,4 @@
-"""docs/deploy.md covers every deployment asset and the promtool commands."""
+"""The README covers every deployment asset and the promtool commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GUIDE = ROOT / "docs" / "deploy.md"
+GUIDE = ROOT / "README.md"
 ASSETS = sorted(
     p.relative_to(ROOT).as_posix()
     for p in (ROOT / "deploy").rglob("*")
@@ -17,7 +17,7 @@ ASSETS = sorted(
 
 @pytest.mark.parametrize("asset", [pytest.param(a, id=a) for a in ASSETS])
 def test_guide_names_asset(asset: str) -> None:
-    """Each file under deploy/ is explained in the deployment guide."""
+    """Each file under deploy/ is explained in the README."""
     assert asset in GUIDE.read_text(encoding="utf-8")
 
 
@@ -29,5 +29,5 @@ def test_guide_names_asset(asset: str) -> None:
     ],
 )
 def test_guide_shows_promtool(command: str) -> None:
-    """The guide shows how to check and test the rules."""
+    """The README shows how to check and test the rules."""
     assert command in GUIDE.read_text(encoding="utf-8")
