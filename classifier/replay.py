@@ -266,6 +266,19 @@ class ReplayIncident:
     reopened_at: list[int] = field(default_factory=list)
     channels: set[str] = field(default_factory=set)
 
+    @classmethod
+    def from_opened(cls, signal: Opened) -> ReplayIncident:
+        """A new incident as its ``Opened`` signal describes it."""
+        return cls(
+            id=signal.incident,
+            service=signal.service,
+            severity=signal.severity,
+            provider_severity=signal.provider_severity,
+            started_at=signal.started_at,
+            detected_at=signal.detected_at,
+            channels=set(signal.channels),
+        )
+
     @property
     def open(self) -> bool:
         """True while the incident has not been restored (at the end of the input)."""
@@ -342,15 +355,7 @@ def replay(
             if on_signal is not None:
                 on_signal(signal)
             if isinstance(signal, Opened):
-                incidents[signal.incident] = ReplayIncident(
-                    id=signal.incident,
-                    service=signal.service,
-                    severity=signal.severity,
-                    provider_severity=signal.provider_severity,
-                    started_at=signal.started_at,
-                    detected_at=signal.detected_at,
-                    channels=set(signal.channels),
-                )
+                incidents[signal.incident] = ReplayIncident.from_opened(signal)
             else:
                 incidents[signal.incident].apply(signal)
 

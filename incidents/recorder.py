@@ -251,15 +251,7 @@ def replay_into_store(
         recorder.record(verdicts, signals)
         for signal in signals:
             if isinstance(signal, Opened):
-                incidents[signal.incident] = ReplayIncident(
-                    id=signal.incident,
-                    service=signal.service,
-                    severity=signal.severity,
-                    provider_severity=signal.provider_severity,
-                    started_at=signal.started_at,
-                    detected_at=signal.detected_at,
-                    channels=set(signal.channels),
-                )
+                incidents[signal.incident] = ReplayIncident.from_opened(signal)
             elif signal.incident in incidents:
                 incidents[signal.incident].apply(signal)
             else:

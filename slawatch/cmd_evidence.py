@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from config.durations import parse_duration
 from incidents.evidence import DEFAULT_MARGIN_S, FORMATS, EvidenceError, bundle_for, render, verify
 from probe.clock import SystemClock
 from slawatch import __version__
-from slawatch.cmd_incidents import add_store_options, open_store
+from slawatch.cmd_incidents import add_store_options, open_store, write_output
 from slawatch.errors import CheckFailed, InputError
 
 VERIFY = "verify"
@@ -67,14 +66,7 @@ def render_bundle(args: argparse.Namespace) -> int:
         if bundle is None:
             raise InputError(f"no incident {args.target[0]!r} in {store.path}")
     text = render(bundle, args.format)
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        Path(args.output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
-    return 0
+    return write_output(text, args.output)
 
 
 def verify_file(path: str) -> int:

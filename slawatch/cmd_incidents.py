@@ -30,6 +30,18 @@ def add_store_options(parser: argparse.ArgumentParser, *, config_required: bool)
     parser.add_argument("--store", help="the store file, instead of the config's storage.path")
 
 
+def write_output(text: str, output: str | None) -> int:
+    """Print ``text``, or write it to the ``-o`` file (a located error if it cannot be)."""
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    return 0
+
+
 def open_store(args: argparse.Namespace) -> SqliteStore:
     """The existing store named by ``--store`` or by the config's ``storage.path``."""
     if args.store is not None:

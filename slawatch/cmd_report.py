@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 from config import load_config
 from incidents.events import EventError, parse_utc
 from incidents.report import REPORT_FORMATS, ReportError, month_range, render_report, report_for
 from probe.clock import SystemClock
-from slawatch.cmd_incidents import add_store_options, open_store
+from slawatch.cmd_incidents import add_store_options, open_store, write_output
 from slawatch.errors import InputError
 
 
@@ -76,11 +74,4 @@ def report(args: argparse.Namespace) -> int:
             now=SystemClock().time(),
         )
     text = render_report(result, args.format)
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        Path(args.output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
-    return 0
+    return write_output(text, args.output)

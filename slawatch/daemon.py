@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -470,6 +469,7 @@ class Daemon:
                 self.open[incident.id] = OpenIncident(incident, events, breaches)
             else:
                 self.open.pop(incident.id, None)
+                self.notify.forget([incident.id])
 
     def _refresh_incident_gauges(self, now: float) -> None:
         counts: dict[tuple[str, int], int] = {}
@@ -595,8 +595,3 @@ def build(
 ) -> Daemon:
     """The one composition function: a daemon for ``loaded``, its clock and its registry."""
     return Daemon(loaded, clock=clock, registry=registry, store=store)
-
-
-def default_store_path(loaded: LoadedConfig) -> Path:
-    """The store file of a config (``storage.path``, relative to the config's folder)."""
-    return store_path(loaded.source, loaded.config.storage.path)
