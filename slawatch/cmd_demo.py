@@ -164,11 +164,13 @@ async def demo(args: argparse.Namespace, out: TextIO, clock: Clock) -> int:
         await runner
         await provider.close()
     story.say("demo finished")
+    # The command as the user typed it (e.g. .venv/bin/slawatch from `make run`).
+    command = sys.argv[0] if Path(sys.argv[0]).name == "slawatch" else "slawatch"
     for incident in story.incidents:
         print(
             f"\nEvidence for the ticket:\n"
-            f"  slawatch evidence {incident} --config {config_path} --format md\n"
-            f"  slawatch incidents show {incident} --config {config_path}",
+            f"  {command} evidence {incident} --config {config_path} --format md\n"
+            f"  {command} incidents show {incident} --config {config_path}",
             file=out,
         )
     return 0
