@@ -295,6 +295,19 @@ class HttpTarget(Strict):
     tls: TlsOptions = Field(default_factory=TlsOptions)
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
 
+    @model_validator(mode="after")
+    def _one_credential(self) -> HttpTarget:
+        # aiohttp refuses a request carrying both; every attempt would be a probe_error.
+        if urlsplit(self.url).username is not None and any(
+            name.lower() == "authorization" for name in self.headers
+        ):
+            raise PydanticCustomError(
+                "credentials",
+                "give credentials either in the URL or in an Authorization header, not both",
+                {},
+            )
+        return self
+
 
 class SmtpTarget(Strict):
     """One SMTP injection dialogue probed ``rate`` times a second."""

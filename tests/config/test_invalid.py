@@ -142,6 +142,11 @@ CASES = [
         id="timeout-neg",
     ),
     pytest.param(
+        "invalid-two-credentials.yaml",
+        "invalid-two-credentials.yaml: services[0].api[0]: give credentials either in the URL or in an Authorization header, not both",
+        id="two-credentials",
+    ),
+    pytest.param(
         "invalid-unknown-calendar.yaml",
         "invalid-unknown-calendar.yaml: services[0].sla.calendar: unknown calendar 'mars' (known: 24x7, uk, us-eastern, us-pacific)",
         id="unknown-calendar",
