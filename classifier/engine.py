@@ -13,11 +13,11 @@ from classifier.machine import ServiceMachine, Thresholds, severity_names
 from classifier.signals import IncidentSignal
 from classifier.verdict import (
     CHANNEL_BITS,
-    COMBINE_PRECEDENCE,
     COMBINED,
     OUTCOME_INDEX,
     OUTCOMES,
     PROBE_ERROR_INDEX,
+    RANK,
     VERDICTS,
     SecondVerdict,
     Verdict,
@@ -28,15 +28,12 @@ from classifier.verdict import (
 from config import Catalog, Config, ServiceConfig
 from probe.attempt import Attempt, Channel
 
-# The service name control attempts carry (they judge the prober, not a service).
-CONTROL_SERVICE = "_control"
 # When nothing is configured, attempts are assumed to finish within the default timeout.
 DEFAULT_TIMEOUT_S = 10.0
 _VERDICT_INDEX = {verdict: i for i, verdict in enumerate(VERDICTS)}
 _NO_DATA = _VERDICT_INDEX[Verdict.NO_DATA]
-_RANK = {verdict: rank for rank, verdict in enumerate(COMBINE_PRECEDENCE)}
 # verdict → (index in VERDICTS, rank in COMBINE_PRECEDENCE, counts against the provider).
-_INFO = {v: (_VERDICT_INDEX[v], _RANK[v], is_bad(v)) for v in VERDICTS}
+_INFO = {v: (_VERDICT_INDEX[v], RANK[v], is_bad(v)) for v in VERDICTS}
 _ZERO = (0,) * len(OUTCOMES)
 # What a second comes to for every service, in service order: the verdict index of each
 # channel (lanes order), the combined verdict and the mask of bad channels. Seconds with
@@ -81,10 +78,9 @@ class Finalized:
 class _Service:
     """One service's channels, verdict totals and state machine."""
 
-    __slots__ = ("channels", "config", "counting", "lanes", "machine", "name", "totals")
+    __slots__ = ("channels", "counting", "lanes", "machine", "name", "totals")
 
     def __init__(self, config: ServiceConfig, catalog: Catalog) -> None:
-        self.config = config
         self.name = config.name
         self.counting = counting_indexes(config)
         # Channels judged every second, in the order first declared or seen.
@@ -200,10 +196,6 @@ class Classifier:
     def late(self) -> Mapping[str, int]:
         """Attempts that arrived after their second was final, by service (never silently lost)."""
         return self.buckets.late
-
-    def machine(self, service: str) -> ServiceMachine:
-        """The state machine of ``service`` (for snapshots and inspection)."""
-        return self._service(service).machine
 
     def add(self, attempt: Attempt) -> bool:
         """Count a finished attempt; False if it came too late (see ``late``)."""
@@ -446,7 +438,7 @@ def _judge_lanes(
 ) -> tuple[list[tuple[Verdict, Sequence[int], int]], Verdict, int]:
     """Each channel's verdict, counts and set-aside count; the combined verdict; the bad mask."""
     combined = Verdict.NO_DATA
-    rank = _RANK[combined]
+    rank = RANK[combined]
     mask = 0
     lanes: list[tuple[Verdict, Sequence[int], int]] = []
     for _, key, _, bit in state.lanes:

@@ -36,7 +36,7 @@ COMBINE_PRECEDENCE: tuple[Verdict, ...] = (
     Verdict.INCONCLUSIVE,
     Verdict.NO_DATA,
 )
-_RANK = {verdict: rank for rank, verdict in enumerate(COMBINE_PRECEDENCE)}
+RANK = {verdict: rank for rank, verdict in enumerate(COMBINE_PRECEDENCE)}
 
 # Counts of a second are tuples indexed by this order (the Outcome enum's own order).
 OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
@@ -83,7 +83,7 @@ def judge(counts: Sequence[int], counting: tuple[int, ...], set_aside: int) -> V
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:
     """The service-level verdict of one second: the first of COMBINE_PRECEDENCE any channel has."""
-    return min(verdicts, key=_RANK.__getitem__, default=Verdict.NO_DATA)
+    return min(verdicts, key=RANK.__getitem__, default=Verdict.NO_DATA)
 
 
 def is_bad(verdict: Verdict) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
@@ -12,7 +12,7 @@ from config.durations import Duration
 from config.model import CalendarConfig, Strict
 
 ClockName = Literal["first_response", "update", "restore"]
-CLOCK_NAMES: tuple[ClockName, ...] = ("first_response", "update", "restore")
+CLOCK_NAMES: tuple[ClockName, ...] = get_args(ClockName)
 # The calendar name a policy uses for "business hours" it does not define itself:
 # the service's own ``sla.calendar`` is substituted.
 BUSINESS = "business"

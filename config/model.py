@@ -6,7 +6,7 @@ import re
 import socket
 from datetime import date
 from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,16 +51,7 @@ NotifyEvent = Literal[
     "clock_breached",
     "prober_unhealthy",
 ]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
-    "opened",
-    "upgraded",
-    "restored",
-    "reopened",
-    "resolved",
-    "clock_due",
-    "clock_breached",
-    "prober_unhealthy",
-)
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 
 
@@ -356,10 +347,6 @@ class ServiceConfig(Strict):
                     {"value": repr(code)},
                 )
         return value
-
-    def target_names(self) -> list[str]:
-        """Names of every target of the service, API first."""
-        return [t.name for t in self.api] + [t.name for t in self.smtp]
 
 
 class NotifyBase(Strict):

@@ -25,7 +25,7 @@ from config import LoadedConfig
 from config.catalog import ClockName
 from incidents.clocks import ClockState, clocks_json
 from incidents.events import format_utc
-from incidents.lifecycle import incident_clocks
+from incidents.lifecycle import fold, incident_clocks
 from incidents.model import EventRecord, Incident, Run
 from incidents.policy import PolicyError
 from incidents.store import IncidentStore
@@ -305,10 +305,10 @@ def bundle_for(
     margin: int = DEFAULT_MARGIN_S,
 ) -> dict[str, Any] | None:
     """The evidence bundle of a stored incident (None if there is no such incident)."""
-    incident = store.get(incident_id)
+    events = store.events(incident_id)
+    incident = fold(events)
     if incident is None:
         return None
-    events = store.events(incident_id)
     first = incident.started_at - max(0, margin)
     last = (incident.restored_at if incident.restored_at is not None else math.floor(now)) - 1
     clocks: Mapping[ClockName, ClockState] = {}

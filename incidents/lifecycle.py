@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from classifier.machine import severity_names
@@ -311,22 +312,44 @@ def clock_events(events: Iterable[EventRecord]) -> list[IncidentEvent]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedTerms:
+    """An incident's frozen SLA terms, parsed once (the daemon reuses them every second)."""
+
+    policy: PolicySpec
+    calendars: dict[str, Calendar]
+
+
+def parse_terms(terms: SlaTerms) -> ParsedTerms | None:
+    """The policy and calendar snapshots of ``terms`` as objects; None without a policy."""
+    if terms.policy is None:
+        return None
+    return ParsedTerms(
+        policy=PolicySpec.model_validate(terms.policy),
+        calendars={name: Calendar.from_snapshot(snap) for name, snap in terms.calendars.items()},
+    )
+
+
 def incident_clocks(
-    incident: Incident, events: Iterable[EventRecord], now: float
+    incident: Incident,
+    events: Iterable[EventRecord],
+    now: float,
+    parsed: ParsedTerms | None = None,
 ) -> dict[ClockName, ClockState]:
     """Every SLA clock of the incident as of ``now``, from its frozen terms and its events.
 
     Empty when the service names no policy. PolicyError (from incidents.policy) when the
-    terms cannot be resolved, e.g. a business-hours clock without a calendar.
+    terms cannot be resolved, e.g. a business-hours clock without a calendar. ``parsed``
+    is :func:`parse_terms` of the incident's terms, when the caller keeps it.
     """
     terms = incident.terms
-    if terms.policy is None:
+    parsed = parsed or parse_terms(terms)
+    if parsed is None:
         return {}
-    policy = PolicySpec.model_validate(terms.policy)
-    calendars = {name: Calendar.from_snapshot(snap) for name, snap in terms.calendars.items()}
+    calendars = parsed.calendars
     service_calendar = calendars.get(terms.calendar) if terms.calendar else None
     return clocks_for(
-        policy,
+        parsed.policy,
         incident.opened_severity,
         service_calendar,
         opened_at=incident.detected_at,

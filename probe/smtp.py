@@ -350,6 +350,5 @@ class SmtpProbe:
         )
 
 
-def _after_handshake(cause: BaseException) -> bool:
-    """True when connect() failed reading the greeting, i.e. the TCP handshake completed."""
-    return caused_by(aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)(cause)
+# True when connect() failed reading the greeting, i.e. the TCP handshake completed.
+_after_handshake = caused_by(aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)

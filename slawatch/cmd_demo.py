@@ -16,7 +16,7 @@ from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgra
 from config import load_config
 from probe.attempt import format_time
 from probe.clock import Clock, SystemClock
-from slawatch.daemon import Daemon
+from slawatch.daemon import build
 from slawatch.logs import setup_logging
 from slawatch.simulator import SimulatedProvider
 from slawatch.web import make_app
@@ -139,7 +139,7 @@ async def demo(args: argparse.Namespace, out: TextIO, clock: Clock) -> int:
     )
     loaded = load_config(config_path)
     story = Story(clock, out)
-    daemon = Daemon(loaded, clock=clock, registry=CollectorRegistry(), on_signal=story.signal)
+    daemon = build(loaded, clock=clock, registry=CollectorRegistry(), on_signal=story.signal)
     base = daemon.public_url()
     story.say(
         f"simulated provider: API {provider.api_url}, SMTP {provider.host}:{provider.smtp_port}"

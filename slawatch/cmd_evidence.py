@@ -59,7 +59,7 @@ def render_bundle(args: argparse.Namespace) -> int:
         raise InputError(f"--margin: {exc}") from None
     loaded = load_config(args.config)
     now = SystemClock().time()
-    with open_store(args) as store:
+    with open_store(args, loaded) as store:
         bundle = bundle_for(
             store, args.target[0], loaded, now=now, version=__version__, margin=margin
         )

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from config import load_config
+from config import LoadedConfig, load_config
 from config.catalog import ClockName
 from incidents.clocks import ClockState, clocks_json
 from incidents.events import EventError, format_utc, parse_utc
-from incidents.lifecycle import LifecycleError, incident_clocks, user_event
+from incidents.lifecycle import LifecycleError, fold, incident_clocks, user_event
 from incidents.model import INCIDENT_STATES, USER_KINDS, EventRecord, Incident
 from incidents.notify import OUTBOX_STATES, Notification
 from incidents.policy import PolicyError
@@ -42,12 +42,12 @@ def write_output(text: str, output: str | None) -> int:
     return 0
 
 
-def open_store(args: argparse.Namespace) -> SqliteStore:
+def open_store(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> SqliteStore:
     """The existing store named by ``--store`` or by the config's ``storage.path``."""
     if args.store is not None:
         path = Path(args.store)
     elif args.config is not None:
-        loaded = load_config(args.config)
+        loaded = loaded or load_config(args.config)
         path = store_path(loaded.source, loaded.config.storage.path)
     else:
         raise InputError("give --config FILE (or --store DB) to find the incident store")
@@ -134,10 +134,10 @@ def show_incident(args: argparse.Namespace) -> int:
     """Print one incident, its events and its SLA clocks as of now."""
     now = SystemClock().time()
     with open_store(args) as store:
-        incident = store.get(args.id)
+        events = store.events(args.id)
+        incident = fold(events)
         if incident is None:
             raise InputError(f"no incident {args.id!r} in {store.path}")
-        events = store.events(args.id)
         notes = store.notifications(incident=args.id)
     clocks = _clocks(incident, events, now)
     if args.format == "json":

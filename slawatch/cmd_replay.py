@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_seconds,
         default=None,
         help="seconds after its end by which a second's attempts are all in the log "
-        "(default: the longest configured timeout + 1, at least 11)",
+        "(default: the longest configured timeout + 1; 11 when none is configured)",
     )
     parser.set_defaults(func=run_replay)
 

@@ -64,7 +64,7 @@ def report(args: argparse.Namespace) -> int:
     start, end = _period(args)
     if end <= start:
         raise InputError("report: the period is empty (--to must be after --from)")
-    with open_store(args) as store:
+    with open_store(args, loaded) as store:
         result = report_for(
             store,
             service.name,

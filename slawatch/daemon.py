@@ -20,7 +20,7 @@ from classifier.engine import Classifier, default_horizon
 from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
 from classifier.verdict import COMBINED, SecondVerdict, Verdict
 from config import ConfigError, LoadedConfig, load_config
-from incidents.lifecycle import incident_clocks
+from incidents.lifecycle import ParsedTerms, incident_clocks, parse_terms
 from incidents.model import EventRecord, Incident
 from incidents.notify import NotifyRules
 from incidents.recorder import Recorder
@@ -86,6 +86,8 @@ class OpenIncident:
     incident: Incident
     events: list[EventRecord] = field(default_factory=list)
     breaches: dict[str, int] = field(default_factory=dict)
+    # Parsed once: the terms are frozen when the incident opens, and clocks run every second.
+    parsed: ParsedTerms | None = None
 
 
 class Daemon:
@@ -101,6 +103,7 @@ class Daemon:
         on_signal: Callable[[IncidentSignal], object] | None = None,
     ) -> None:
         self.loaded = loaded
+        self._secrets = all_secrets(loaded)
         self.clock = clock
         self.registry = registry
         self.metrics = Metrics(registry, __version__)
@@ -196,8 +199,8 @@ class Daemon:
         return await asyncio.to_thread(func, *args)
 
     def secrets(self) -> frozenset[str]:
-        """Every secret value of the running config, for redaction."""
-        return all_secrets(self.loaded)
+        """Every secret value of the running config, for redaction (computed per config)."""
+        return self._secrets
 
     def public_url(self) -> str:
         """The base URL for links: ``server.public_url``, else the listen address."""
@@ -350,7 +353,6 @@ class Daemon:
         self, verdicts: list[SecondVerdict], signals: list[IncidentSignal], now: float
     ) -> None:
         for verdict in verdicts:
-            self.metrics.verdict(verdict)
             status = self.status.setdefault(verdict.service, {}).setdefault(
                 verdict.channel, ChannelStatus()
             )
@@ -358,6 +360,7 @@ class Daemon:
             status.streak = status.streak + 1 if unavailable else 0
             status.verdict = str(verdict.verdict)
             status.second = verdict.second
+            self.metrics.verdict(verdict, status.streak)
         self.recorder.record(verdicts, signals, now=now)
         for sig in signals:
             self._log_signal(sig)
@@ -432,7 +435,7 @@ class Daemon:
         while self._pending:
             try:
                 touched = await self._db(store.commit, self._pending[0])
-            except (StoreError, OSError, Exception) as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001  (any refusal: keep the batch, retry)
                 self._store_failed(exc, now)
                 break
             self._pending.pop(0)
@@ -465,8 +468,10 @@ class Daemon:
             if incident.state == "open":
                 events = await self._db(store.events, incident.id)
                 kept = self.open.get(incident.id)
-                breaches = kept.breaches if kept is not None else {}
-                self.open[incident.id] = OpenIncident(incident, events, breaches)
+                if kept is None:
+                    self.open[incident.id] = OpenIncident(incident, events)
+                else:
+                    kept.incident, kept.events = incident, events
             else:
                 self.open.pop(incident.id, None)
                 self.notify.forget([incident.id])
@@ -479,7 +484,9 @@ class Daemon:
             key = (incident.service, incident.severity)
             counts[key] = counts.get(key, 0) + 1
             try:
-                clocks = incident_clocks(incident, kept.events, now)
+                if kept.parsed is None:
+                    kept.parsed = parse_terms(incident.terms)
+                clocks = incident_clocks(incident, kept.events, now, kept.parsed)
                 self.notify.clocks(incident, clocks, now)
             except ValueError as exc:
                 # A policy that no longer resolves must not stop the loop; say which incident.
@@ -547,6 +554,7 @@ class Daemon:
         recorder.adopt(self.recorder)
         self.recorder = recorder
         self.loaded = loaded
+        self._secrets = all_secrets(loaded)
         self.metrics.prepare(loaded.config)
         self.notify.configure(loaded.config.notify, base_url=self.public_url())
         self.notifier.configure(loaded.config.notify)
@@ -592,6 +600,7 @@ def build(
     clock: Clock,
     registry: CollectorRegistry,
     store: IncidentStore | None = None,
+    on_signal: Callable[[IncidentSignal], object] | None = None,
 ) -> Daemon:
     """The one composition function: a daemon for ``loaded``, its clock and its registry."""
-    return Daemon(loaded, clock=clock, registry=registry, store=store)
+    return Daemon(loaded, clock=clock, registry=registry, store=store, on_signal=on_signal)

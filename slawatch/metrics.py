@@ -114,7 +114,6 @@ class Metrics:
             "slawatch_build_info", "slawatch build information.", ["version"], registry=registry
         )
         self.build_info.labels(version=version).set(1)
-        self._streaks: dict[tuple[str, str], int] = {}
         self._targets: set[tuple[str, str, str]] = set()
 
     def prepare(self, config: Config) -> None:
@@ -173,15 +172,13 @@ class Metrics:
         self.attempt_duration.labels(*labels).observe(attempt.duration_s)
         self.misconfigured.labels(attempt.service, attempt.target).set(1 if misconfigured else 0)
 
-    def verdict(self, verdict: SecondVerdict) -> None:
-        """Count one final second and update the channel's availability and streak."""
+    def verdict(self, verdict: SecondVerdict, streak: int) -> None:
+        """Count one final second; set the channel's availability and unavailable streak."""
         key = (verdict.service, verdict.channel)
         self.seconds.labels(*key, verdict.verdict.value).inc()
         bad = verdict.verdict in (Verdict.UNAVAILABLE, Verdict.PARTIAL)
         if verdict.verdict in (Verdict.AVAILABLE, Verdict.UNAVAILABLE, Verdict.PARTIAL):
             self.channel_available.labels(*key).set(0 if bad else 1)
-        streak = self._streaks.get(key, 0) + 1 if verdict.verdict is Verdict.UNAVAILABLE else 0
-        self._streaks[key] = streak
         self.streak.labels(*key).set(streak)
 
     def launch_lag(self, seconds: float) -> None:

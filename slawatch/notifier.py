@@ -64,6 +64,7 @@ from incidents.notify import (
 )
 from incidents.store import IncidentStore
 from probe.clock import Clock
+from probe.redact import Redactor
 from slawatch.metrics import Metrics
 
 log = logging.getLogger("slawatch.notifier")
@@ -245,7 +246,8 @@ class Notifier:
         self._sleep = sleep
         self._evidence = evidence
         self._tls_context = tls_context
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Errors are stored and shown: the probes' redactor (secrets, URL passwords, one line).
+        self._redact = Redactor(secrets)
         self._backoff = (backoff_initial, backoff_max)
         self._poll = poll
         self._channels: dict[str, NotifyChannel] = {}
@@ -459,11 +461,6 @@ class Notifier:
         if not isinstance(exc, DeliveryError):
             log.error("notification sender failed", exc_info=exc)
         return self._redact(str(exc) or type(exc).__name__)
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
 
     def _count(self, channel: str, result: str) -> None:
         if self.metrics is not None:

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.model import ServiceConfig
 from incidents.evidence import bundle_for, render
-from incidents.lifecycle import LifecycleError, incident_clocks, user_event
+from incidents.lifecycle import LifecycleError, fold, incident_clocks, user_event
 from incidents.model import EventRecord, Incident
 from incidents.store import StoreError
 from probe.attempt import AttemptFormatError, format_time, parse_time
@@ -153,14 +153,18 @@ def _incident_json(
     return body
 
 
-async def _load(daemon: Daemon, state: str | None) -> list[dict[str, Any]]:
+async def _load(
+    daemon: Daemon, state: str | None, limit: int | None = None
+) -> list[dict[str, Any]]:
     store = daemon.store
     if store is None:
         raise web.HTTPServiceUnavailable(text="store not open")
     now = daemon.clock.time()
     found = await daemon.read(lambda: store.incidents(state=state))
+    # The store lists oldest first; the API and the page show the newest first.
+    found.sort(key=lambda item: (item.started_at, item.id), reverse=True)
     out = []
-    for item in found:
+    for item in found[:limit]:
         events = await daemon.read(store.events, item.id)
         out.append(_incident_json(daemon, item, events, now))
     return out
@@ -181,10 +185,10 @@ async def incident(request: web.Request) -> web.Response:
     store = daemon.store
     if store is None:
         return _error(503, "store not open")
-    found = await daemon.read(store.get, request.match_info["id"])
+    events = await daemon.read(store.events, request.match_info["id"])
+    found = fold(events)
     if found is None:
         return _error(404, "no such incident")
-    events = await daemon.read(store.events, found.id)
     body = _incident_json(daemon, found, events, daemon.clock.time())
     body["events"] = [event.to_json() for event in events]
     return _json(body)
@@ -295,7 +299,8 @@ async def post_event(request: web.Request) -> web.Response:
         _abort(400, str(exc))
     except StoreError as exc:
         _abort(503, str(exc))
-    events = await daemon.read(store.events, updated.id)
+    kept = daemon.open.get(updated.id)
+    events = kept.events if kept is not None else await daemon.read(store.events, updated.id)
     return _json(_incident_json(daemon, updated, events, now), 201)
 
 
@@ -304,6 +309,6 @@ async def status_page(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     now = daemon.clock.time()
     services_json = [_service_json(daemon, s) for s in daemon.loaded.config.services]
-    recent = await _load(daemon, None) if daemon.store is not None else []
-    page = render_status_page(services_json, recent[:50], now=now, version=__version__)
+    recent = await _load(daemon, None, limit=50) if daemon.store is not None else []
+    page = render_status_page(services_json, recent, now=now, version=__version__)
     return web.Response(text=page, content_type="text/html", charset="utf-8")

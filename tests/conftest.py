@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 
 import pytest
-
-
-def _require(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required under CI (make test installs it)")
-        pytest.skip(f"{name} is not installed")
-    return path
+from ci_tools import require_tool as _require
 
 
 @pytest.fixture

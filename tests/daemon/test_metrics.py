@@ -111,7 +111,7 @@ def test_attempts_and_verdicts_are_counted() -> None:
     metrics, registry = _metrics()
     metrics.attempt(Attempt("sparkpost", Channel.API, "account", "eu-1", 1.0, 0.2, Outcome.TIMEOUT))
     for second in range(3):
-        metrics.verdict(_verdict(Verdict.UNAVAILABLE, second))
+        metrics.verdict(_verdict(Verdict.UNAVAILABLE, second), streak=second + 1)
     assert (
         _value(
             registry,
@@ -148,13 +148,13 @@ def test_attempts_and_verdicts_are_counted() -> None:
         == 3
     )
     assert _value(registry, "slawatch_channel_available", service="sparkpost", channel="api") == 0
-    metrics.verdict(_verdict(Verdict.NO_DATA, 3))
+    metrics.verdict(_verdict(Verdict.NO_DATA, 3), streak=0)
     assert (
         _value(registry, "slawatch_unavailable_streak_seconds", service="sparkpost", channel="api")
         == 0
     )
     assert _value(registry, "slawatch_channel_available", service="sparkpost", channel="api") == 0
-    metrics.verdict(_verdict(Verdict.AVAILABLE, 4))
+    metrics.verdict(_verdict(Verdict.AVAILABLE, 4), streak=0)
     assert _value(registry, "slawatch_channel_available", service="sparkpost", channel="api") == 1
 
 
@@ -193,7 +193,7 @@ def test_exposition_passes_promtool(require_tool: Callable[[str], str], tmp_path
     promtool = require_tool("promtool")
     metrics, registry = _metrics()
     metrics.attempt(Attempt("sparkpost", Channel.SMTP, "inject", "eu-1", 1.0, 0.05, Outcome.OK))
-    metrics.verdict(_verdict(Verdict.AVAILABLE, 1, "combined"))
+    metrics.verdict(_verdict(Verdict.AVAILABLE, 1, "combined"), streak=0)
     metrics.launch_lag(0.002)
     metrics.set_open({("sparkpost", 1): 1}, ["sparkpost"])
     metrics.set_deadlines({("sparkpost", "first_response"): 1_790_000_900.0}, ["sparkpost"])

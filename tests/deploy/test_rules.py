@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ci_tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -162,14 +161,7 @@ def _metric_problems(expr: str) -> list[str]:
 @pytest.fixture(scope="module")
 def promtool() -> str:
     """The promtool binary; required under CI, skipped elsewhere when missing."""
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(
-                "promtool not found: install the Debian package 'prometheus' (make system-deps)"
-            )
-        pytest.skip("promtool not found (Debian package 'prometheus'; make system-deps)")
-    return path
+    return require_tool("promtool")
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:

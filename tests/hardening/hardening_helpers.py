@@ -10,22 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
 
-import pytest
 import yaml
+from ci_tools import missing
 
 from config import LoadedConfig
 from config.loader import load_config_text
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def missing(what: str) -> NoReturn:
-    """Skip for a missing capability; under CI (``CI=true``) fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required under CI")
-    pytest.skip(f"{what} is not available here")
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

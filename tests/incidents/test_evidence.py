@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from ci_tools import require_tool
 from incidents_timeline import ENV, OUTAGE, SECRET, write_attempts, write_config
 
 from incidents.evidence import FORMATS, GENESIS, EvidenceError, chain_digest, render, seal, verify
@@ -265,11 +265,7 @@ def _count(rows: list[bytes], colour: tuple[int, int, int]) -> int:
 
 def test_html_timeline_renders_in_chromium(exported: Path, tmp_path: Path) -> None:
     """Headless Chromium draws the page; the PNG has the timeline's red and green strips."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is required under CI (Debian package 'chromium')")
-        pytest.skip("chromium is not installed")
+    chromium = require_tool("chromium")
     shot = tmp_path / "page.png"
     done = subprocess.run(
         [

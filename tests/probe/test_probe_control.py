@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from probe_servers import free_port, raw_server
 
 from config.loader import load_config_text
-from config.model import Config, ControlTarget, OutcomeName, ServiceConfig
+from config.model import Config, ControlTarget, ServiceConfig
 from probe.attempt import Channel, Outcome
 from probe.base import CONTROL_SERVICE, ProbeContext
 from probe.clock import SystemClock
@@ -212,8 +212,3 @@ async def test_build_probes(
 def test_redactor(secrets: set[str], text: str, expected: str) -> None:
     """Secrets and URL passwords are replaced; details stay one short line."""
     assert Redactor(secrets)(text) == expected
-
-
-def test_outcome_names_match_config() -> None:
-    """The config's OutcomeName list and the probe's Outcome enum are the same taxonomy."""
-    assert set(typing.get_args(OutcomeName)) == {o.value for o in Outcome}
