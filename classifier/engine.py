@@ -9,7 +9,7 @@ from operator import attrgetter
 from typing import Any
 
 from classifier.buckets import Bucket, RunKey, SecondBuckets
-from classifier.machine import ServiceMachine, Thresholds, severity_names
+from classifier.machine import ServiceMachine, Thresholds
 from classifier.signals import IncidentSignal
 from classifier.verdict import (
     CHANNEL_BITS,
@@ -26,6 +26,7 @@ from classifier.verdict import (
     judge,
 )
 from config import Catalog, Config, ServiceConfig
+from config.catalog import severity_names
 from probe.attempt import Attempt, Channel
 
 # When nothing is configured, attempts are assumed to finish within the default timeout.
@@ -166,6 +167,25 @@ class Classifier:
             channels=declared,
             emit_verdicts=emit_verdicts,
         )
+
+    def reconfigure(self, config: Config, catalog: Catalog) -> None:
+        """Judge by a reloaded config from now on, keeping every attempt already counted.
+
+        Machines of services still configured keep their state (streaks, open incidents);
+        new services start afresh; removed ones are dropped. Seconds not yet final keep
+        their attempts and become final under the new config's horizon.
+        """
+        state = self.snapshot()
+        self.buckets.horizon = default_horizon(config)
+        self._services = {s.name: _Service(s, catalog) for s in config.services}
+        self._list = list(self._services.values())
+        self._results.clear()
+        self._interned.clear()
+        for service in config.services:
+            for channel, targets in ((Channel.API, service.api), (Channel.SMTP, service.smtp)):
+                if targets:
+                    self._declare(self._services[service.name], channel)
+        self.restore(state)
 
     @property
     def services(self) -> list[str]:

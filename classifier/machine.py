@@ -12,9 +12,8 @@ from typing import Any
 
 from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
 from classifier.verdict import Verdict, channels_of_mask
-from config import Catalog, ServiceConfig
 from config.model import ClassifierConfig
-from probe.attempt import format_time
+from config.timetext import format_time
 
 SNAPSHOT_VERSION = 1
 
@@ -51,16 +50,6 @@ class Thresholds:
             max(self.degraded_min_seconds, math.ceil(self.degraded_ratio * observed))
             for observed in range(self.degraded_window + 1)
         ]
-
-
-def severity_names(service: ServiceConfig, catalog: Catalog) -> dict[int, str]:
-    """The provider's name of each level 1-3 under the service's policy; "Severity N" otherwise."""
-    names = {level: f"Severity {level}" for level in (1, 2, 3)}
-    policy = catalog.policies.get(service.sla.policy) if service.sla.policy else None
-    if policy is not None:
-        for level, spec in policy.severities.items():
-            names[level] = spec.name
-    return names
 
 
 def incident_id(service: str, started_at: int) -> str:

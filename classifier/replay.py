@@ -7,21 +7,17 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from classifier.buckets import RunKey
 from classifier.engine import Classifier, Finalized, UnknownServiceError
 from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
 from classifier.verdict import COMBINED, OUTCOME_INDEX, OUTCOMES, VERDICTS
-from config import Catalog, Config, ServiceConfig
-from probe.attempt import (
-    AttemptFormatError,
-    Channel,
-    Outcome,
-    attempt_from_json,
-    format_time,
-    parse_time,
-)
+from config import Catalog, Config
+from config.timetext import TimeTextError, format_time, parse_time
+from probe.attempt import Attempt, AttemptFormatError, Channel, Outcome, attempt_from_json
+
+T = TypeVar("T")
 
 
 class ReplayError(ValueError):
@@ -200,7 +196,7 @@ class LineReader:
             # The date is checked by the same parser as the full path, once a day.
             try:
                 midnight = math.floor(parse_time(day.decode() + "T00:00:00Z"))
-            except AttemptFormatError:
+            except TimeTextError:
                 return None
             self._day, self._midnight = day, midnight
         hour, minute, second = int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
@@ -217,13 +213,37 @@ class LineReader:
             raise ReplayError(number, f"service: {exc}") from None
 
     def _slow(self, line: bytes, number: int) -> Fields | None:
-        fields = _slow_fields(line, number)
-        if fields is not None:
-            self._validate(fields[0], fields[1], number)
-        return fields
+        attempt = self._attempt(line, number)
+        if attempt is None:
+            return None
+        return (
+            attempt.service,
+            attempt.channel,
+            attempt.prober,
+            attempt.second,
+            OUTCOME_INDEX[attempt.outcome],
+        )
+
+    def _attempt(self, line: bytes, number: int) -> Attempt | None:
+        attempt = parse_line(line, number)
+        if attempt is not None:
+            self._validate(attempt.service, attempt.channel, number)
+        return attempt
+
+    def attempts(self, lines: Iterable[bytes]) -> Iterator[tuple[int, Attempt]]:
+        """Every attempt in full (for a store that keeps samples), with its second."""
+        for number, line in enumerate(lines, 1):
+            attempt = self._attempt(line, number)
+            if attempt is not None:
+                yield attempt.second, attempt
 
 
-def _slow_fields(line: bytes, number: int) -> Fields | None:
+def parse_line(line: bytes, number: int) -> Attempt | None:
+    """The attempt of one replay line (None for a blank line); ReplayError naming the field.
+
+    The one full parser of the replay format: the fast path of :class:`LineReader` only
+    ever takes lines this function reads the same way.
+    """
     if not line.strip():
         return None
     try:
@@ -232,22 +252,10 @@ def _slow_fields(line: bytes, number: int) -> Fields | None:
         raise ReplayError(number, f"invalid JSON: {exc.msg} (column {exc.pos + 1})") from None
     except UnicodeDecodeError as exc:
         raise ReplayError(number, f"not UTF-8 text (byte {exc.start})") from None
-    if isinstance(record, dict):
-        # attempt_from_json looks these up in dicts: a list or an object there is unhashable.
-        for key in ("channel", "outcome"):
-            if key in record and not isinstance(record[key], str):
-                raise ReplayError(number, f"{key}: expected a string")
     try:
-        attempt = attempt_from_json(record)
+        return attempt_from_json(record)
     except AttemptFormatError as exc:
         raise ReplayError(number, str(exc)) from None
-    return (
-        attempt.service,
-        attempt.channel,
-        attempt.prober,
-        math.floor(attempt.started_at),
-        OUTCOME_INDEX[attempt.outcome],
-    )
 
 
 @dataclass
@@ -304,6 +312,32 @@ class ReplayIncident:
             self.severity, self.provider_severity = signal.severity, signal.provider_severity
 
 
+class IncidentTally:
+    """The incidents a replay's signals describe, in the order they opened."""
+
+    def __init__(self, known: Callable[[str], ReplayIncident | None] | None = None) -> None:
+        self._incidents: dict[str, ReplayIncident] = {}
+        # Where an incident opened before this replay is found (a store resumed into).
+        self._known = known
+
+    def take(self, signal: IncidentSignal) -> None:
+        """Fold one signal in."""
+        if isinstance(signal, Opened):
+            self._incidents[signal.incident] = ReplayIncident.from_opened(signal)
+            return
+        incident = self._incidents.get(signal.incident)
+        if incident is None and self._known is not None:
+            incident = self._known(signal.incident)
+            if incident is not None:
+                self._incidents[signal.incident] = incident
+        if incident is not None:
+            incident.apply(signal)
+
+    def found(self) -> list[ReplayIncident]:
+        """Every incident seen."""
+        return list(self._incidents.values())
+
+
 @dataclass
 class ReplayResult:
     """What a replay found: verdict totals per service and channel, and the incidents."""
@@ -317,12 +351,56 @@ class ReplayResult:
     # Attempts that arrived after their second was final, by service.
     late: dict[str, int]
 
+    @classmethod
+    def of(
+        cls, classifier: Classifier, incidents: list[ReplayIncident], attempts: int
+    ) -> ReplayResult:
+        """What ``classifier`` judged, once the input is finished."""
+        return cls(
+            services={name: classifier.totals(name) for name in classifier.services},
+            incidents=incidents,
+            first_second=classifier.buckets.first_second,
+            last_second=classifier.buckets.max_second,
+            attempts=attempts,
+            late=dict(classifier.late),
+        )
+
     @property
     def seconds(self) -> int:
         """The number of seconds in the span the verdicts cover."""
         if self.first_second is None or self.last_second is None:
             return 0
         return self.last_second - self.first_second + 1
+
+
+def drive(
+    items: Iterable[tuple[int, T]],
+    add: Callable[[int, T], object],
+    classifier: Classifier,
+    found: Callable[[Finalized], object],
+) -> None:
+    """The replay loop: feed ``(second, item)`` in log order, judge as seconds become final.
+
+    A second is judged once an attempt starting ``horizon`` seconds after its end has been
+    read (or at the end of input). ``found`` sees every Finalized (it may empty it). On a
+    ReplayError, what was judged before the bad line is still reported, then it is raised.
+    """
+    newest: int | None = None
+    out = Finalized()
+    try:
+        for second, item in items:
+            add(second, item)
+            if newest is None or second > newest:
+                newest = second
+                classifier.advance(newest, out)
+                if out.verdicts or out.signals:
+                    found(out)
+                    out.verdicts.clear()
+                    out.signals.clear()
+    except ReplayError:
+        found(classifier.flush())
+        raise
+    found(classifier.finish())
 
 
 def replay(
@@ -333,65 +411,34 @@ def replay(
     horizon: int,
     on_signal: Callable[[IncidentSignal], None] | None = None,
 ) -> ReplayResult:
-    """Run attempt log lines through the classifier the daemon uses; memory stays bounded.
-
-    An attempt counts in the second it started in; a second is judged once an attempt
-    starting ``horizon`` seconds after its end has been read (or at the end of input).
-    """
+    """Run attempt log lines through the classifier the daemon uses; memory stays bounded."""
     classifier = Classifier(
         config.services, catalog, horizon=horizon, emit_verdicts=False, hold_runs=True
     )
-    incidents: dict[str, ReplayIncident] = {}
-    reader = LineReader(classifier.check)
+    incidents = IncidentTally()
     # Every key was checked by the reader, so the buckets can take the runs directly.
     add_run = classifier.buckets.add_run
-    advance = classifier.advance
-    newest = -(1 << 62)
     attempts = 0
-    finalized = Finalized()
 
-    def collect(signals: list[IncidentSignal]) -> None:
-        for signal in signals:
+    def add(second: int, keys: list[RunKey]) -> None:
+        nonlocal attempts
+        attempts += len(keys)
+        add_run(second, keys)
+
+    def found(out: Finalized) -> None:
+        for signal in out.signals:
             if on_signal is not None:
                 on_signal(signal)
-            if isinstance(signal, Opened):
-                incidents[signal.incident] = ReplayIncident.from_opened(signal)
-            else:
-                incidents[signal.incident].apply(signal)
+            incidents.take(signal)
 
-    try:
-        for second, keys in reader.runs(lines):
-            attempts += len(keys)
-            add_run(second, keys)
-            if second > newest:
-                newest = second
-                advance(newest, finalized)
-                if finalized.signals:
-                    collect(finalized.signals)
-                    finalized.signals.clear()
-    except ReplayError:
-        # What was judged before the bad line is reported as it would be second by second.
-        collect(classifier.flush().signals)
-        raise
-    collect(classifier.finish().signals)
-    return ReplayResult(
-        services={name: classifier.totals(name) for name in classifier.services},
-        incidents=list(incidents.values()),
-        first_second=classifier.buckets.first_second,
-        last_second=classifier.buckets.max_second,
-        attempts=attempts,
-        late=dict(classifier.late),
-    )
-
-
-# A clock function adds SLA clocks to an incident: the incidents package provides one.
-ClockFunction = Callable[[ServiceConfig, ReplayIncident], Mapping[str, Any]]
+    drive(LineReader(classifier.check).runs(lines), add, classifier, found)
+    return ReplayResult.of(classifier, incidents.found(), attempts)
 
 
 def result_json(
-    result: ReplayResult, config: Config, clocks: ClockFunction | None = None
+    result: ReplayResult, clocks: Mapping[str, Mapping[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """The replay JSON of DESIGN.md §11 (``clocks`` on incidents only when a function is given)."""
+    """The replay JSON of DESIGN.md §11; ``clocks`` maps incident ids to their clocks' JSON."""
     services: dict[str, Any] = {}
     for name, totals in result.services.items():
         services[name] = {
@@ -420,8 +467,8 @@ def result_json(
             "reopened_at": [format_time(at) for at in incident.reopened_at],
             "channels": sorted(incident.channels),
         }
-        if clocks is not None:
-            item["clocks"] = dict(clocks(config.service(incident.service), incident))
+        if clocks is not None and incident.id in clocks:
+            item["clocks"] = dict(clocks[incident.id])
         incidents.append(item)
     span = None
     if result.first_second is not None and result.last_second is not None:

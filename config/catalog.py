@@ -9,7 +9,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field
 
 from config.durations import Duration
-from config.model import CalendarConfig, Strict
+from config.model import CalendarConfig, ServiceConfig, Strict
 
 ClockName = Literal["first_response", "update", "restore"]
 CLOCK_NAMES: tuple[ClockName, ...] = get_args(ClockName)
@@ -71,6 +71,16 @@ class Catalog:
 
     policies: dict[str, PolicySpec]
     calendars: dict[str, CalendarConfig]
+
+
+def severity_names(service: ServiceConfig, catalog: Catalog) -> dict[int, str]:
+    """The provider's name of each level 1-3 under the service's policy; "Severity N" otherwise."""
+    names = {level: f"Severity {level}" for level in (1, 2, 3)}
+    policy = catalog.policies.get(service.sla.policy) if service.sla.policy else None
+    if policy is not None:
+        for level, spec in policy.severities.items():
+            names[level] = spec.name
+    return names
 
 
 def catalog_files() -> list[tuple[str, str]]:

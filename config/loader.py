@@ -6,7 +6,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,8 @@ from config.catalog import BUSINESS, Catalog, CatalogFile, catalog_files
 from config.env import expand
 from config.errors import ConfigError, format_path
 from config.model import NAME_RE, CalendarConfig, Config
+from config.secrets import Redactor, config_secrets
 
-# What a secret value is replaced with in error messages.
-REDACTED = "[redacted]"
 # Refuse config files larger than this before parsing them (a config is a few KiB).
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -31,11 +30,17 @@ class LoadedConfig:
 
     config: Config
     source: str
-    # Every value substituted from the environment: redact these wherever text leaves us.
+    # Every secret value: those substituted from the environment and the config's own
+    # credentials (config.secrets.config_secrets). Redact these wherever text leaves us.
     secrets: frozenset[str]
     # SHA-256 of the file as read (before expansion, so no secret feeds the digest).
     digest: str
     catalog: Catalog
+
+    @cached_property
+    def redact(self) -> Redactor:
+        """The redactor of this config's secrets."""
+        return Redactor(self.secrets)
 
     def calendars(self) -> dict[str, CalendarConfig]:
         """Catalog calendars overlaid with the config's own."""
@@ -195,7 +200,7 @@ def load_config_text(text: str, source: str, environ: Mapping[str, str]) -> Load
     return LoadedConfig(
         config=config,
         source=source,
-        secrets=frozenset(secrets),
+        secrets=frozenset(secrets | config_secrets(config)),
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         catalog=catalog,
     )
@@ -203,9 +208,7 @@ def load_config_text(text: str, source: str, environ: Mapping[str, str]) -> Load
 
 def _cleaned(error: ConfigError, secrets: set[str]) -> ConfigError:
     """``error`` on one readable line, with every expanded environment value replaced."""
-    message = error.message
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, REDACTED)
+    message = Redactor(secrets)(error.message)
     # A key with a control character (a line break) must not split the one-line error.
     location, message = (
         "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -1,1 +1,1 @@
-"""Incidents: SLA calendars and clocks, lifecycle, store, evidence, reports (pure domain)."""
+"""Incidents: the incident event log, its fold, stores, recorder, evidence and reports."""

@@ -23,14 +23,14 @@ from typing import Any, Literal, get_args
 from classifier.verdict import COMBINED, OUTCOMES, VERDICTS
 from config import LoadedConfig
 from config.catalog import ClockName
-from incidents.clocks import ClockState, clocks_json
-from incidents.events import format_utc
-from incidents.lifecycle import fold, incident_clocks
+from config.secrets import Redactor
+from config.timetext import format_time
+from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
-from incidents.policy import PolicyError
 from incidents.store import IncidentStore
+from incidents.view import clock_states
 from probe.attempt import Attempt, Outcome
-from probe.redact import REDACTED
+from sla.clocks import ClockState, clocks_json
 
 Format = Literal["json", "csv", "md", "html"]
 FORMATS: tuple[Format, ...] = get_args(Format)
@@ -201,7 +201,7 @@ def per_second_records(
     for second in range(first, end):
         combined_run = combined.get(second)
         record: dict[str, Any] = {
-            "second": format_utc(second),
+            "second": format_time(second),
             "verdict": "no_data" if combined_run is None else combined_run.verdict,
         }
         for channel in CHANNELS:
@@ -249,7 +249,7 @@ def build_bundle(
     )
     bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
-        "generated_at": format_utc(now),
+        "generated_at": format_time(now),
         "incident": incident.to_json(),
         "provider": (incident.terms.policy or {}).get("provider"),
         "definition": {
@@ -259,8 +259,8 @@ def build_bundle(
             "counts_as_unavailable": list(counts_as_unavailable),
         },
         "window": {
-            "from": format_utc(first),
-            "to": format_utc(end),
+            "from": format_time(first),
+            "to": format_time(end),
             "seconds": end - first,
             "margin_s": incident.started_at - first,
         },
@@ -288,9 +288,9 @@ def build_bundle(
     }
     # The records hold only times, verdict names and numbers (no text a secret can be in),
     # and redacting them after sealing would break the chain: everything else is redacted.
-    ordered = sorted(set(secrets) - {""}, key=len, reverse=True)
+    redact = Redactor(secrets)
     return {
-        key: value if key in ("records", "chain") else _redact(value, ordered)
+        key: value if key in ("records", "chain") else redact.tree(value)
         for key, value in bundle.items()
     }
 
@@ -311,12 +311,7 @@ def bundle_for(
         return None
     first = incident.started_at - max(0, margin)
     last = (incident.restored_at if incident.restored_at is not None else math.floor(now)) - 1
-    clocks: Mapping[ClockName, ClockState] = {}
-    error = ""
-    try:
-        clocks = incident_clocks(incident, events, now)
-    except PolicyError as exc:
-        error = str(exc)
+    clocks, error = clock_states(incident, events, now)
     try:
         counting = list(loaded.config.service(incident.service).counts_as_unavailable)
     except KeyError:
@@ -340,7 +335,7 @@ def bundle_for(
 
 def _sample_json(attempt: Attempt) -> dict[str, Any]:
     return {
-        "started_at": format_utc(attempt.started_at),
+        "started_at": format_time(attempt.started_at),
         "channel": str(attempt.channel),
         "target": attempt.target,
         "prober": attempt.prober,
@@ -350,20 +345,6 @@ def _sample_json(attempt: Attempt) -> dict[str, Any]:
         "duration_s": round(attempt.duration_s, 3),
         "timings": {k: round(v, 3) for k, v in sorted(attempt.timings.items())},
     }
-
-
-def _redact(value: Any, secrets: Sequence[str]) -> Any:
-    """Every string in ``value`` with each secret (longest first) replaced."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        # Keys are ours (field names), never text from outside: only values are redacted.
-        return {k: _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact(v, secrets) for v in value]
-    return value
 
 
 # -- rendering ---------------------------------------------------------------------

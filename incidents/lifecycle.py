@@ -6,28 +6,15 @@ SLA clocks are not stored: they are derived from an incident's events on demand.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable
 
-from classifier.machine import severity_names
 from classifier.signals import IncidentSignal, Opened, Restored, Upgraded
-from config.catalog import BUSINESS, Catalog, ClockName, PolicySpec
-from config.model import CalendarConfig, ServiceConfig
-from incidents.calendar import Calendar
-from incidents.clocks import ClockState, clocks_for
-from incidents.events import EventKind, IncidentEvent
-from incidents.model import (
-    SIGNAL_KINDS,
-    USER_KINDS,
-    EventRecord,
-    Incident,
-    SeverityChange,
-    SlaTerms,
-)
+from config.catalog import ClockName
+from incidents.model import SIGNAL_KINDS, USER_KINDS, EventRecord, Incident, SeverityChange
+from sla.clocks import ClockState
+from sla.events import EventKind, IncidentEvent
+from sla.terms import SlaTerms
 
-# The calendar every catalog policy may name without the config defining it.
-ALWAYS_OPEN = "24x7"
 # Kinds whose event may carry the provider's promised time of its next update.
 _PROMISING = ("provider_responded", "provider_updated")
 # User events the clocks read as they are.
@@ -46,46 +33,6 @@ _CLOCK_KINDS: dict[str, EventKind] = {
 
 class LifecycleError(ValueError):
     """An event that cannot be recorded on an incident (unknown, resolved, malformed)."""
-
-
-def sla_terms(
-    service: ServiceConfig,
-    catalog: Catalog,
-    calendars: Mapping[str, CalendarConfig],
-    *,
-    at: float,
-) -> SlaTerms:
-    """Freeze the service's SLA terms for an incident starting at ``at``.
-
-    The calendar snapshots hold the holidays of that year and the next, which covers
-    every clock an incident can run (the longest target is days, not years).
-    """
-    names = {str(level): name for level, name in severity_names(service, catalog).items()}
-    policy_id = service.sla.policy
-    spec = catalog.policies.get(policy_id) if policy_id else None
-    if spec is None:
-        return SlaTerms(names=names)
-    wanted: set[str] = set()
-    if service.sla.calendar is not None:
-        wanted.add(service.sla.calendar)
-    for severity in spec.severities.values():
-        for clock in severity.clocks.values():
-            if clock.calendar not in (BUSINESS, ALWAYS_OPEN):
-                wanted.add(clock.calendar)
-    year = datetime.fromtimestamp(at, UTC).year
-    snapshots = {
-        name: Calendar.from_config(name, calendars[name]).snapshot(year, year + 1)
-        for name in sorted(wanted)
-        if name in calendars
-    }
-    return SlaTerms(
-        policy_id=policy_id,
-        policy=spec.model_dump(mode="json"),
-        calendar=service.sla.calendar,
-        calendars=snapshots,
-        update_every=service.sla.update_every,
-        names=names,
-    )
 
 
 def signal_event(
@@ -312,51 +259,19 @@ def clock_events(events: Iterable[EventRecord]) -> list[IncidentEvent]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedTerms:
-    """An incident's frozen SLA terms, parsed once (the daemon reuses them every second)."""
-
-    policy: PolicySpec
-    calendars: dict[str, Calendar]
-
-
-def parse_terms(terms: SlaTerms) -> ParsedTerms | None:
-    """The policy and calendar snapshots of ``terms`` as objects; None without a policy."""
-    if terms.policy is None:
-        return None
-    return ParsedTerms(
-        policy=PolicySpec.model_validate(terms.policy),
-        calendars={name: Calendar.from_snapshot(snap) for name, snap in terms.calendars.items()},
-    )
-
-
 def incident_clocks(
-    incident: Incident,
-    events: Iterable[EventRecord],
-    now: float,
-    parsed: ParsedTerms | None = None,
+    incident: Incident, events: Iterable[EventRecord], now: float
 ) -> dict[ClockName, ClockState]:
     """Every SLA clock of the incident as of ``now``, from its frozen terms and its events.
 
-    Empty when the service names no policy. PolicyError (from incidents.policy) when the
-    terms cannot be resolved, e.g. a business-hours clock without a calendar. ``parsed``
-    is :func:`parse_terms` of the incident's terms, when the caller keeps it.
+    Empty when the service names no policy. PolicyError (sla.policy) when the terms
+    cannot be resolved, e.g. a business-hours clock without a calendar.
     """
-    terms = incident.terms
-    parsed = parsed or parse_terms(terms)
-    if parsed is None:
-        return {}
-    calendars = parsed.calendars
-    service_calendar = calendars.get(terms.calendar) if terms.calendar else None
-    return clocks_for(
-        parsed.policy,
+    return incident.terms.clocks(
         incident.opened_severity,
-        service_calendar,
         opened_at=incident.detected_at,
         events=clock_events(events),
         now=now,
-        update_every=terms.update_every,
-        calendars=calendars,
     )
 
 

@@ -1,4 +1,4 @@
-"""The stored records of the incidents package: incidents, their events, verdict runs, SLA terms."""
+"""The stored records of the incidents package: incidents, their events and verdict runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from incidents.events import EventError, format_utc, parse_utc
+from config.timetext import format_time, parse_time
+from sla.events import EventError
+from sla.terms import SlaTerms
 
 IncidentState = Literal["open", "restored", "resolved"]
 INCIDENT_STATES: tuple[IncidentState, ...] = get_args(IncidentState)
@@ -30,54 +32,7 @@ UserKind = Literal[
     "resolved",
 ]
 USER_KINDS: tuple[UserKind, ...] = get_args(UserKind)
-RecordKind = SignalKind | UserKind
 RECORD_KINDS: tuple[str, ...] = (*SIGNAL_KINDS, *USER_KINDS)
-
-
-@dataclass(frozen=True, slots=True)
-class SlaTerms:
-    """The contract an incident is held to, frozen when it opens.
-
-    The policy and the calendars are snapshots (not names), so an incident keeps the
-    terms it opened under when the catalog, the config or the holiday package change.
-    """
-
-    # The catalog policy id and its spec as JSON (None: the service names no policy).
-    policy_id: str | None = None
-    policy: Mapping[str, Any] | None = None
-    # The service's ``sla.calendar`` name, and Calendar.snapshot() of every calendar needed.
-    calendar: str | None = None
-    calendars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    update_every: float | None = None
-    # The provider's name of each normalized level, as text keys "1".."3" (JSON objects).
-    names: Mapping[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON form kept with the incident's ``opened`` event."""
-        return {
-            "policy_id": self.policy_id,
-            "policy": None if self.policy is None else dict(self.policy),
-            "calendar": self.calendar,
-            "calendars": {k: dict(v) for k, v in self.calendars.items()},
-            "update_every": self.update_every,
-            "names": dict(self.names),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SlaTerms:
-        """Rebuild the terms from :meth:`to_json` output."""
-        return cls(
-            policy_id=data.get("policy_id"),
-            policy=data.get("policy"),
-            calendar=data.get("calendar"),
-            calendars=dict(data.get("calendars") or {}),
-            update_every=data.get("update_every"),
-            names={str(k): str(v) for k, v in (data.get("names") or {}).items()},
-        )
-
-    def name_of(self, severity: int) -> str:
-        """The provider's name of a normalized severity level."""
-        return self.names.get(str(severity), f"Severity {severity}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +76,9 @@ class EventRecord:
             "seq": self.seq,
             "incident": self.incident,
             "kind": self.kind,
-            "at": format_utc(self.at),
+            "at": format_time(self.at),
             "source": self.source,
-            "recorded_at": format_utc(self.recorded_at),
+            "recorded_at": format_time(self.recorded_at),
         }
         if self.note:
             record["note"] = self.note
@@ -132,7 +87,7 @@ class EventRecord:
         if self.severity is not None:
             record["severity"] = self.severity
         if self.next_update_at is not None:
-            record["next_update_at"] = format_utc(self.next_update_at)
+            record["next_update_at"] = format_time(self.next_update_at)
         if self.data:
             record["data"] = dict(self.data)
         if self.key is not None:
@@ -146,13 +101,13 @@ class EventRecord:
         return cls(
             incident=str(data["incident"]),
             kind=str(data["kind"]),
-            at=parse_utc(data["at"]),
+            at=parse_time(data["at"]),
             source=str(data["source"]),
-            recorded_at=parse_utc(data["recorded_at"]),
+            recorded_at=parse_time(data["recorded_at"]),
             note=str(data.get("note", "")),
             ticket=data.get("ticket"),
             severity=data.get("severity"),
-            next_update_at=None if next_update is None else parse_utc(next_update),
+            next_update_at=None if next_update is None else parse_time(next_update),
             data=dict(data.get("data") or {}),
             key=data.get("key"),
             seq=data.get("seq"),
@@ -198,11 +153,6 @@ class Incident:
     severity_changes: tuple[SeverityChange, ...] = ()
     reopened_at: tuple[int, ...] = ()
 
-    @property
-    def opened_at(self) -> float:
-        """When the SLA clocks start: the recorded ticket-open time, else ``detected_at``."""
-        return self.detected_at if self.ticket_opened_at is None else self.ticket_opened_at
-
     def to_json(self) -> dict[str, Any]:
         """The incident as the API, the CLI and evidence show it (times RFC 3339 UTC)."""
         return {
@@ -212,26 +162,26 @@ class Incident:
             "severity": self.severity,
             "provider_severity": self.provider_severity,
             "opened_severity": self.opened_severity,
-            "started_at": format_utc(self.started_at),
-            "detected_at": format_utc(self.detected_at),
-            "restored_at": None if self.restored_at is None else format_utc(self.restored_at),
-            "resolved_at": None if self.resolved_at is None else format_utc(self.resolved_at),
+            "started_at": format_time(self.started_at),
+            "detected_at": format_time(self.detected_at),
+            "restored_at": None if self.restored_at is None else format_time(self.restored_at),
+            "resolved_at": None if self.resolved_at is None else format_time(self.resolved_at),
             "resolution": self.resolution,
             "channels": list(self.channels),
             "ticket": self.ticket,
             "ticket_opened_at": None
             if self.ticket_opened_at is None
-            else format_utc(self.ticket_opened_at),
+            else format_time(self.ticket_opened_at),
             "severity_changes": [
                 {
-                    "at": format_utc(c.at),
+                    "at": format_time(c.at),
                     "from": c.from_severity,
                     "to": c.to_severity,
                     "source": c.source,
                 }
                 for c in self.severity_changes
             ],
-            "reopened_at": [format_utc(at) for at in self.reopened_at],
+            "reopened_at": [format_time(at) for at in self.reopened_at],
             "sla": {"policy": self.terms.policy_id, "calendar": self.terms.calendar},
         }
 

@@ -20,21 +20,23 @@ first); a second judged anything but ``available`` keeps its attempts as evidenc
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from classifier.engine import Classifier, UnknownServiceError
-from classifier.replay import ReplayError, ReplayIncident, ReplayResult
+from classifier.engine import Classifier, Finalized
+from classifier.replay import IncidentTally, LineReader, ReplayIncident, ReplayResult, drive
 from classifier.signals import IncidentSignal, Opened
 from classifier.verdict import SecondVerdict, Verdict
 from config import Catalog, Config, LoadedConfig
 from config.model import CalendarConfig
-from incidents.lifecycle import signal_event, sla_terms
-from incidents.model import Incident, Run, SlaTerms
+from incidents.lifecycle import fold, signal_event
+from incidents.model import Incident, Run
 from incidents.store import Batch, HighWater, IncidentStore
-from probe.attempt import Attempt, AttemptFormatError, Channel, Outcome, attempt_from_json
+from incidents.view import clock_states
+from probe.attempt import Attempt, Channel, Outcome
+from sla.clocks import clocks_json
+from sla.terms import SlaTerms, freeze_terms
 
 # Replay commits after this many judged seconds (a day of one service is one batch).
 REPLAY_BATCH_SECONDS = 86_400
@@ -98,22 +100,17 @@ class Recorder:
             if self._high_water.get(key) == run.last:
                 self._runs[key] = run
 
-    def adopt(self, previous: Recorder) -> None:
-        """Take over the unsaved state of the recorder this one replaces (a config reload).
+    def reconfigure(self, loaded: LoadedConfig) -> None:
+        """Record by a reloaded config from now on, keeping everything not yet written.
 
-        Growing runs, high-water marks, held attempts and writes not yet taken move over,
-        so a reload loses no second and breaks no run; the new config's terms and sample
-        cap apply from now on (held attempts keep the old cap until their second is judged).
+        Growing runs, high-water marks, held attempts and writes not yet taken stay, so a
+        reload loses no second and breaks no run; the new config's terms and sample cap
+        apply from now on (held attempts keep the old cap until their second is judged).
         """
-        self._runs = previous._runs
-        self._dirty = previous._dirty
-        self._high_water = previous._high_water
-        self._hw_dirty = previous._hw_dirty
-        self._pending = previous._pending
-        self._order = previous._order
-        self._batch = previous._batch
-        previous._runs, previous._dirty, previous._pending = {}, {}, {}
-        previous._high_water, previous._hw_dirty, previous._batch = {}, {}, Batch()
+        self._config = loaded.config
+        self._catalog = loaded.catalog
+        self._calendars = loaded.calendars()
+        self.samples_per_second = loaded.config.storage.attempts_per_second
 
     def attempt(self, attempt: Attempt) -> None:
         """Hold a finished attempt until its second is judged (control attempts are not kept)."""
@@ -179,7 +176,7 @@ class Recorder:
         # Only ``opened`` carries the terms; later events find them in the store.
         terms = SlaTerms()
         if isinstance(signal, Opened):
-            terms = sla_terms(
+            terms = freeze_terms(
                 self._config.service(signal.service),
                 self._catalog,
                 self._calendars,
@@ -242,56 +239,51 @@ def replay_into_store(
     # After a restore the classifier would take an older second as the start of a new
     # span; seconds before the snapshot's next one are already in the store.
     resume_from = None if state is None else state.get("next_second")
-    incidents: dict[str, ReplayIncident] = {}
+
+    def known(incident_id: str) -> ReplayIncident | None:
+        # An incident opened by an earlier replay into this store: report it as stored.
+        stored = store.get(incident_id)
+        return None if stored is None else _as_replay_incident(stored)
+
+    incidents = IncidentTally(known)
     attempts = 0
-    newest: int | None = None
     since_commit = 0
 
-    def collect(verdicts: list[SecondVerdict], signals: list[IncidentSignal]) -> None:
-        recorder.record(verdicts, signals)
-        for signal in signals:
-            if isinstance(signal, Opened):
-                incidents[signal.incident] = ReplayIncident.from_opened(signal)
-            elif signal.incident in incidents:
-                incidents[signal.incident].apply(signal)
-            else:
-                # An incident opened by an earlier replay into this store: report it as stored.
-                stored = store.get(signal.incident)
-                if stored is not None:
-                    incidents[signal.incident] = _as_replay_incident(stored)
-                    incidents[signal.incident].apply(signal)
-
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        attempt = _parse(line, number)
-        if resume_from is not None and attempt.second < resume_from:
-            continue
-        try:
-            classifier.add(attempt)
-        except UnknownServiceError as exc:
-            raise ReplayError(number, f"service: {exc}") from None
+    def add(second: int, attempt: Attempt) -> None:
+        nonlocal attempts
+        if resume_from is not None and second < resume_from:
+            return
+        classifier.add(attempt)
         attempts += 1
         recorder.attempt(attempt)
-        if newest is None or attempt.second > newest:
-            newest = attempt.second
-            found = classifier.advance(newest)
-            collect(found.verdicts, found.signals)
-            since_commit += len(found.verdicts)
-            if since_commit >= REPLAY_BATCH_SECONDS:
-                store.commit(recorder.take(classifier.snapshot()))
-                since_commit = 0
-    found = classifier.finish()
-    collect(found.verdicts, found.signals)
+
+    def found(out: Finalized) -> None:
+        nonlocal since_commit
+        recorder.record(out.verdicts, out.signals)
+        for signal in out.signals:
+            incidents.take(signal)
+        since_commit += len(out.verdicts)
+        if since_commit >= REPLAY_BATCH_SECONDS:
+            store.commit(recorder.take(classifier.snapshot()))
+            since_commit = 0
+
+    drive(LineReader(classifier.check).attempts(lines), add, classifier, found)
     store.commit(recorder.take(classifier.snapshot()))
-    return ReplayResult(
-        services={name: classifier.totals(name) for name in classifier.services},
-        incidents=list(incidents.values()),
-        first_second=classifier.buckets.first_second,
-        last_second=classifier.buckets.max_second,
-        attempts=attempts,
-        late=dict(classifier.late),
-    )
+    return ReplayResult.of(classifier, incidents.found(), attempts)
+
+
+def replay_clocks(
+    store: IncidentStore, incidents: Iterable[ReplayIncident], now: float
+) -> dict[str, dict[str, Any]]:
+    """Each replayed incident's SLA clocks as of ``now`` (the end of the log), as JSON."""
+    out: dict[str, dict[str, Any]] = {}
+    for replayed in incidents:
+        events = store.events(replayed.id)
+        incident = fold(events)
+        if incident is not None:
+            states, _ = clock_states(incident, events, now)
+            out[replayed.id] = clocks_json(states)
+    return out
 
 
 def _as_replay_incident(incident: Incident) -> ReplayIncident:
@@ -309,14 +301,3 @@ def _as_replay_incident(incident: Incident) -> ReplayIncident:
         reopened_at=list(incident.reopened_at),
         channels=set(incident.channels),
     )
-
-
-def _parse(line: bytes, number: int) -> Attempt:
-    try:
-        return attempt_from_json(json.loads(line))
-    except json.JSONDecodeError as exc:
-        raise ReplayError(number, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    except UnicodeDecodeError as exc:
-        raise ReplayError(number, f"not UTF-8 text (byte {exc.start})") from None
-    except AttemptFormatError as exc:
-        raise ReplayError(number, str(exc)) from None

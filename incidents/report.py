@@ -26,12 +26,12 @@ from typing import Any, Literal, get_args
 
 from classifier.verdict import COMBINED, VERDICTS
 from config.catalog import ClockName
-from incidents.clocks import ClockState
-from incidents.events import format_utc
+from config.timetext import format_time
 from incidents.lifecycle import incident_clocks
 from incidents.model import Incident, Run
-from incidents.policy import PolicyError
 from incidents.store import IncidentStore
+from sla.clocks import ClockState
+from sla.policy import PolicyError
 
 ReportFormat = Literal["text", "json", "md"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = get_args(ReportFormat)
@@ -141,8 +141,8 @@ class Report:
         budget = self.budget
         return {
             "service": self.service,
-            "from": format_utc(self.start),
-            "to": format_utc(self.end),
+            "from": format_time(self.start),
+            "to": format_time(self.end),
             "seconds": self.end - self.start,
             "channels": {c.channel: c.to_json() for c in self.channels if c.channel != COMBINED},
             "combined": self.combined.to_json(),
@@ -162,7 +162,7 @@ class Report:
                         name: {
                             "deadline": None
                             if state.deadline is None
-                            else format_utc(state.deadline),
+                            else format_time(state.deadline),
                             "state": state.state,
                         }
                         for name, state in line.clocks.items()
@@ -285,15 +285,15 @@ def _commitment_line(report: Report) -> str:
 
 def _incident_line(line: IncidentLine) -> str:
     incident = line.incident
-    restored = "still open" if incident.restored_at is None else format_utc(incident.restored_at)
+    restored = "still open" if incident.restored_at is None else format_time(incident.restored_at)
     clocks = ", ".join(
         f"{name} {state.state}"
-        + ("" if state.deadline is None else f" (deadline {format_utc(state.deadline)})")
+        + ("" if state.deadline is None else f" (deadline {format_time(state.deadline)})")
         for name, state in line.clocks.items()
     )
     return (
         f"{incident.id}  severity {incident.severity} ({incident.provider_severity})  "
-        f"{incident.state}  started {format_utc(incident.started_at)}  restored {restored}"
+        f"{incident.state}  started {format_time(incident.started_at)}  restored {restored}"
         f"  clocks: {clocks or line.clocks_error or 'none'}"
     )
 
@@ -302,7 +302,7 @@ def _text(report: Report) -> str:
     rows = [_HEAD, *_rows(report)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEAD))]
     lines = [
-        f"service {report.service}  {format_utc(report.start)} .. {format_utc(report.end)} "
+        f"service {report.service}  {format_time(report.start)} .. {format_time(report.end)} "
         f"({report.end - report.start} s)",
         "",
     ]
@@ -319,7 +319,7 @@ def _markdown(report: Report) -> str:
     lines = [
         f"# Availability of {report.service}",
         "",
-        f"Period: {format_utc(report.start)} to {format_utc(report.end)} "
+        f"Period: {format_time(report.start)} to {format_time(report.end)} "
         f"({report.end - report.start} s, UTC).",
         "",
         "| " + " | ".join(_HEAD) + " |",

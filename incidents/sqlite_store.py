@@ -16,16 +16,17 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from incidents.lifecycle import apply, fold
+from incidents.commit import plan_events
+from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
-from incidents.notify import Notification
+from incidents.outbox import Notification
 from incidents.store import Batch, HighWater, Pruned, StoreError, closed_at
 from probe.attempt import Attempt, Channel, Outcome
 
@@ -116,6 +117,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_channel ON outbox (state, channel, seq);
     CREATE INDEX outbox_by_incident ON outbox (incident, seq);
+    """,
+    # 2 → 3: notifications are derived from the event log, which readers follow by ``seq``.
+    # The cursor starts at the events already there: they notified under the old scheme.
+    """
+    INSERT INTO state (key, value)
+    SELECT 'notify_cursor', CAST(coalesce(max(seq), 0) AS TEXT) FROM events;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -299,6 +306,24 @@ class SqliteStore:
             (tries, at, error, key),
         )
 
+    def enqueue(self, notes: Sequence[Notification], *, cursor: int | None = None) -> None:
+        """Queue notifications (a key already held is ignored); move the cursor with them."""
+        if not notes and cursor is None:
+            return
+
+        def run() -> None:
+            with self._lock, self._write() as cur:
+                _enqueue(cur, notes)
+                if cursor is not None:
+                    cur.execute(
+                        "INSERT INTO state (key, value) VALUES ('notify_cursor', ?1) "
+                        "ON CONFLICT (key) DO UPDATE SET value = "
+                        "max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                        (str(cursor),),
+                    )
+
+        self._retry(run)
+
     def _update(self, sql: str, params: tuple[Any, ...]) -> None:
         def run() -> None:
             with self._lock, self._write() as cur:
@@ -359,6 +384,22 @@ class SqliteStore:
             "SELECT seq, body FROM events WHERE incident = ? ORDER BY seq", (incident_id,)
         )
         return [_event(seq, body) for seq, body in rows]
+
+    def events_since(self, cursor: int, *, limit: int = 1000) -> list[EventRecord]:
+        """Events with ``seq`` above ``cursor``, in commit order.
+
+        ``seq`` is assigned inside each write transaction, and SQLite has one writer at a
+        time, so seq order is commit order: a reader never skips a later-committed event.
+        """
+        rows = self._read(
+            "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (cursor, limit)
+        )
+        return [_event(seq, body) for seq, body in rows]
+
+    def notify_cursor(self) -> int:
+        """The last event ``seq`` whose notifications were queued."""
+        rows = self._read("SELECT value FROM state WHERE key = 'notify_cursor'")
+        return int(rows[0][0]) if rows else 0
 
     def runs(self, service: str, channel: str | None, first: int, last: int) -> list[Run]:
         """Runs of a service (one channel, or all) overlapping seconds ``first..last``."""
@@ -432,34 +473,24 @@ def _statements(script: str) -> list[str]:
 
 
 def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
-    touched: dict[str, Incident] = {}
-    # Events of each touched incident (stored, then added), for the notifications' clocks.
-    histories: dict[str, list[EventRecord]] = {}
-    notes: list[Notification] = []
-    for event in batch.events:
-        if (
-            event.key is not None
-            and cur.execute(
-                "SELECT 1 FROM events WHERE incident = ? AND key = ?", (event.incident, event.key)
-            ).fetchone()
-        ):
-            continue
-        history = histories.get(event.incident)
-        if history is None:
-            history = histories[event.incident] = _events_of(cur, event.incident)
-        current = touched.get(event.incident)
-        if current is None:
-            current = fold(history)
-        updated = apply(current, event)
-        history.append(event)
-        if batch.notify is not None:
-            notes.extend(batch.notify.for_event(updated, history, event))
-        if current is None:
+    plan = plan_events(
+        batch.events,
+        recorded=lambda incident, key: (
             cur.execute(
-                "INSERT INTO incidents (id, service, state, severity, started_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (updated.id, updated.service, updated.state, updated.severity, updated.started_at),
-            )
+                "SELECT 1 FROM events WHERE incident = ? AND key = ?", (incident, key)
+            ).fetchone()
+            is not None
+        ),
+        stored=lambda incident: fold(_events_of(cur, incident)),
+    )
+    for incident_id in sorted(plan.created):
+        created = plan.incidents[incident_id]
+        cur.execute(
+            "INSERT INTO incidents (id, service, state, severity, started_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (created.id, created.service, created.state, created.severity, created.started_at),
+        )
+    for event in plan.added:
         body = event.to_json()
         del body["seq"]
         cur.execute(
@@ -475,8 +506,7 @@ def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
                 json.dumps(body, sort_keys=True),
             ),
         )
-        touched[event.incident] = updated
-    for incident in touched.values():
+    for incident in plan.incidents.values():
         cur.execute(
             "UPDATE incidents SET state = ?, severity = ?, closed_at = ? WHERE id = ?",
             (incident.state, incident.severity, closed_at(incident), incident.id),
@@ -522,6 +552,10 @@ def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (json.dumps(batch.classifier_state, sort_keys=True),),
         )
+    return plan.touched()
+
+
+def _enqueue(cur: sqlite3.Cursor, notes: Sequence[Notification]) -> None:
     cur.executemany(
         "INSERT INTO outbox (key, channel, event, incident, created_at, document, next_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
@@ -535,10 +569,9 @@ def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
                 json.dumps(n.document, sort_keys=True),
                 n.next_at,
             )
-            for n in [*notes, *batch.notifications]
+            for n in notes
         ],
     )
-    return [touched[i] for i in sorted(touched)]
 
 
 _OUTBOX_COLUMNS = (

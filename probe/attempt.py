@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from config.timetext import TimeTextError, format_time, parse_time
 
 
 class Outcome(StrEnum):
@@ -53,6 +54,9 @@ class Attempt:
     detail: str = ""
     # Per-phase durations in seconds (dns, connect, tls, ttfb, total), when measured.
     timings: Mapping[str, float] = field(default_factory=dict)
+    # The probe's own configuration failed it (e.g. SMTP 535: our credentials), not the
+    # provider: the prober reports itself unhealthy for that target.
+    misconfigured: bool = False
 
     @property
     def second(self) -> int:
@@ -76,6 +80,8 @@ class Attempt:
             record["detail"] = self.detail
         if self.timings:
             record["timings"] = {k: round(v, 6) for k, v in self.timings.items()}
+        if self.misconfigured:
+            record["misconfigured"] = True
         return record
 
 
@@ -90,7 +96,9 @@ class AttemptFormatError(ValueError):
 _OUTCOMES = {o.value: o for o in Outcome}
 _CHANNELS = {c.value: c for c in Channel}
 _REQUIRED = ("service", "channel", "target", "started_at", "outcome")
-_KNOWN = frozenset((*_REQUIRED, "prober", "duration_s", "detail", "phase", "timings"))
+_KNOWN = frozenset(
+    (*_REQUIRED, "prober", "duration_s", "detail", "phase", "timings", "misconfigured")
+)
 
 
 def attempt_from_json(record: Any) -> Attempt:
@@ -115,10 +123,7 @@ def attempt_from_json(record: Any) -> Attempt:
     outcome = _OUTCOMES.get(raw_outcome) if isinstance(raw_outcome, str) else None
     if outcome is None:
         raise AttemptFormatError("outcome", f"unknown outcome {record['outcome']!r}")
-    started = record["started_at"]
-    if not isinstance(started, str):
-        raise AttemptFormatError("started_at", "expected an RFC 3339 time string")
-    started_at = parse_time(started, "started_at")
+    started_at = _started_at(record["started_at"])
     duration = record.get("duration_s", 0.0)
     if (
         isinstance(duration, bool)
@@ -137,6 +142,9 @@ def attempt_from_json(record: Any) -> Attempt:
         isinstance(v, int | float) and not isinstance(v, bool) for v in timings.values()
     ):
         raise AttemptFormatError("timings", "expected an object of seconds")
+    misconfigured = record.get("misconfigured", False)
+    if not isinstance(misconfigured, bool):
+        raise AttemptFormatError("misconfigured", "expected true or false")
     return Attempt(
         service=service,
         channel=channel,
@@ -148,7 +156,17 @@ def attempt_from_json(record: Any) -> Attempt:
         phase=phase,
         detail=detail,
         timings=timings,
+        misconfigured=misconfigured,
     )
+
+
+def _started_at(value: Any) -> float:
+    if not isinstance(value, str):
+        raise AttemptFormatError("started_at", "expected an RFC 3339 time string")
+    try:
+        return parse_time(value)
+    except TimeTextError as exc:
+        raise AttemptFormatError("started_at", str(exc)) from None
 
 
 def _text(record: dict[str, Any], key: str) -> str:
@@ -156,26 +174,3 @@ def _text(record: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise AttemptFormatError(key, "expected a non-empty string")
     return value
-
-
-def parse_time(text: str, field_name: str = "time") -> float:
-    """RFC 3339 (``Z`` or any offset; a zone is required) to UTC epoch seconds."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise AttemptFormatError(field_name, f"invalid RFC 3339 time {text!r}") from None
-    if parsed.tzinfo is None:
-        raise AttemptFormatError(field_name, f"time {text!r} has no UTC offset")
-    return parsed.timestamp()
-
-
-def format_time(epoch: float, precision: int = 0) -> str:
-    """UTC epoch seconds as RFC 3339 with ``Z``; fractional digits truncated, never rounded up."""
-    whole = math.floor(epoch)
-    text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if precision:
-        scale = 10**precision
-        frac = math.floor((epoch - whole) * scale + 1e-6)
-        frac = min(frac, scale - 1)
-        text += f".{frac:0{precision}d}"
-    return text + "Z"

@@ -12,9 +12,9 @@ from typing import Protocol, Self
 import aiohttp
 
 from config.model import TlsOptions
+from config.secrets import Redactor
 from probe.attempt import Attempt, Channel, Outcome
 from probe.clock import Clock
-from probe.redact import Redactor
 
 # The service name stamped on control attempts (the prober's own network check).
 CONTROL_SERVICE = "_control"
@@ -164,6 +164,7 @@ class ProbeContext:
         phase: str,
         detail: str,
         timings: dict[str, float] | None = None,
+        misconfigured: bool = False,
     ) -> Attempt:
         """Build the Attempt of a finished try: duration from the clock, detail redacted."""
         return Attempt(
@@ -175,6 +176,7 @@ class ProbeContext:
             duration_s=max(0.0, self.clock.monotonic() - started_mono),
             outcome=outcome,
             phase=phase,
-            detail=self.redact(detail),
+            detail=self.redact.detail(detail),
+            misconfigured=misconfigured,
             timings=timings or {},
         )

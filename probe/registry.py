@@ -10,7 +10,6 @@ from probe.base import CONTROL_SERVICE, Probe, ProbeContext
 from probe.clock import Clock
 from probe.control import ControlProbe
 from probe.http import HttpProbe
-from probe.redact import config_secrets
 from probe.smtp import SmtpProbe
 
 Target = HttpTarget | SmtpTarget | ControlTarget
@@ -37,7 +36,7 @@ def probe_context(loaded: LoadedConfig, clock: Clock) -> ProbeContext:
     return ProbeContext(
         clock=clock,
         prober=loaded.config.prober.id,
-        secrets=loaded.secrets | config_secrets(loaded.config),
+        secrets=loaded.secrets,
     )
 
 

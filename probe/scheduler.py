@@ -30,7 +30,8 @@ from probe.attempt import Attempt, Channel, Outcome
 from probe.base import Probe
 from probe.clock import Clock
 
-log = logging.getLogger(__name__)
+# Under "slawatch", the logger slawatch.logs configures (formatted and redacted).
+log = logging.getLogger("slawatch.probe")
 
 # How long past the latest deadline stop() waits before cancelling overrunning attempts.
 STOP_GRACE = 0.25

@@ -119,7 +119,7 @@ DEFAULT_SMTP_REPLIES: Mapping[str, OutcomeName] = {
 }
 # Replies that mean the probe's own credentials or setup are wrong, not the provider.
 MISCONFIGURED = frozenset({530, 535})
-# Appended to the detail of such replies; the daemon reads it to flag the probe.
+# Appended to the detail of such replies (for people; programs read Attempt.misconfigured).
 MISCONFIGURED_MARK = "[probe misconfigured: check credentials]"
 # Codes that, with an enhanced status 4.7.x, are the provider throttling us.
 _RATE_LIMIT_CODES = frozenset({421, 450, 451, 452})
@@ -225,9 +225,9 @@ class SmtpProbe:
         )
         try:
             await self._converse(client, dialogue, deadline, started_at)
-            outcome, phase, detail = Outcome.OK, "done", dialogue.last
+            outcome, phase, detail, misconfigured = Outcome.OK, "done", dialogue.last, False
         except Exception as exc:  # noqa: BLE001  (every failure becomes an outcome)
-            outcome, phase, detail = self._failure(exc, dialogue)
+            outcome, phase, detail, misconfigured = self._failure(exc, dialogue)
         finally:
             transports = {client.transport, dialogue.transport}
             client.close()
@@ -247,9 +247,11 @@ class SmtpProbe:
             phase=phase,
             detail=detail,
             timings=dialogue.timings,
+            misconfigured=misconfigured,
         )
 
-    def _failure(self, exc: Exception, dialogue: _Dialogue) -> tuple[Outcome, str, str]:
+    def _failure(self, exc: Exception, dialogue: _Dialogue) -> tuple[Outcome, str, str, bool]:
+        """Outcome, phase, detail, and whether the probe's own configuration is at fault."""
         row = match_error(SMTP_ERRORS, exc)
         phase = dialogue.phase
         # connect() also reads the greeting: a reply, a timeout or a close after the TCP
@@ -264,15 +266,17 @@ class SmtpProbe:
         if isinstance(exc, aiosmtplib.SMTPResponseException) and row.outcome is None:
             outcome = reply_outcome(exc.code, exc.message, phase, self._replies)
             detail = f"{phase} {exc.code} {exc.message}"
-            if exc.code in MISCONFIGURED:
+            misconfigured = exc.code in MISCONFIGURED
+            if misconfigured:
                 detail += f" {MISCONFIGURED_MARK}"
-            return outcome, phase, detail
+            return outcome, phase, detail, misconfigured
         if row.outcome is Outcome.TIMEOUT:
-            return row.outcome, phase, f"{row.label} in {phase} ({self.timeout:g}s)"
+            return row.outcome, phase, f"{row.label} in {phase} ({self.timeout:g}s)", False
         return (
             row.outcome or Outcome.PROBE_ERROR,
             phase,
             f"{row.label} in {phase}: " + (exception_text(exc)),
+            False,
         )
 
     async def _converse(

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
 from config import load_config
-from probe.attempt import format_time
+from config.timetext import format_time
 from probe.clock import Clock, SystemClock
 from slawatch.daemon import build
 from slawatch.logs import setup_logging

@@ -10,15 +10,16 @@ from typing import Any
 
 from config import LoadedConfig, load_config
 from config.catalog import ClockName
-from incidents.clocks import ClockState, clocks_json
-from incidents.events import EventError, format_utc, parse_utc
+from config.timetext import TimeTextError, format_time, parse_time
 from incidents.lifecycle import LifecycleError, fold, incident_clocks, user_event
 from incidents.model import INCIDENT_STATES, USER_KINDS, EventRecord, Incident
-from incidents.notify import OUTBOX_STATES, Notification
-from incidents.policy import PolicyError
+from incidents.outbox import OUTBOX_STATES, Notification
 from incidents.sqlite_store import SqliteStore, store_path
 from incidents.store import Batch, StoreError
 from probe.clock import SystemClock
+from sla.clocks import ClockState, clocks_json
+from sla.events import EventError
+from sla.policy import PolicyError
 from slawatch.errors import InputError
 
 
@@ -110,8 +111,8 @@ def list_incidents(args: argparse.Namespace) -> int:
             i.state,
             str(i.severity),
             i.provider_severity,
-            format_utc(i.started_at),
-            "-" if i.restored_at is None else format_utc(i.restored_at),
+            format_time(i.started_at),
+            "-" if i.restored_at is None else format_time(i.restored_at),
             i.ticket or "-",
         )
         for i in found
@@ -160,11 +161,11 @@ def show_incident(args: argparse.Namespace) -> int:
         extra = [
             f"severity {event.severity}" if event.severity is not None else "",
             f"ticket {event.ticket}" if event.ticket else "",
-            f"next update {format_utc(event.next_update_at)}" if event.next_update_at else "",
+            f"next update {format_time(event.next_update_at)}" if event.next_update_at else "",
             event.note,
         ]
         detail = "  ".join(x for x in extra if x)
-        print(f"  {format_utc(event.at)}  {event.kind:<19}by {event.source:<11}{detail}".rstrip())
+        print(f"  {format_time(event.at)}  {event.kind:<19}by {event.source:<11}{detail}".rstrip())
     print("\nclocks")
     if "error" in clocks:
         print(f"  {clocks['error']}")
@@ -186,8 +187,8 @@ def _notification_json(note: Notification) -> dict[str, Any]:
         "event": note.event,
         "state": note.state,
         "tries": note.tries,
-        "created_at": format_utc(note.created_at),
-        "done_at": None if note.done_at is None else format_utc(note.done_at),
+        "created_at": format_time(note.created_at),
+        "done_at": None if note.done_at is None else format_time(note.done_at),
         "last_error": note.last_error,
     }
 
@@ -212,8 +213,8 @@ def _time(text: str | None, option: str, default: float) -> float:
     if text is None:
         return default
     try:
-        return parse_utc(text)
-    except EventError as exc:
+        return parse_time(text)
+    except TimeTextError as exc:
         raise InputError(f"{option}: {exc}") from None
 
 
@@ -241,5 +242,5 @@ def record_event(args: argparse.Namespace) -> int:
             (incident,) = store.commit(Batch(events=[event]))
         except LifecycleError as exc:
             raise InputError(f"incidents event: {exc}") from None
-    print(f"{incident.id}: {args.kind} recorded at {format_utc(at)}; now {incident.state}")
+    print(f"{incident.id}: {args.kind} recorded at {format_time(at)}; now {incident.state}")
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from classifier.engine import default_horizon
 from classifier.replay import (
@@ -19,7 +19,8 @@ from classifier.replay import (
     result_text,
 )
 from config import LoadedConfig, load_config
-from incidents.recorder import replay_into_store
+from incidents.memory_store import MemoryStore
+from incidents.recorder import Recorder, replay_clocks, replay_into_store
 from incidents.sqlite_store import SqliteStore
 from incidents.store import StoreError
 from slawatch.errors import InputError
@@ -80,12 +81,31 @@ def _open(path: str) -> Iterator[BinaryIO]:
 
 def _replay_into(
     lines: Iterable[bytes], loaded: LoadedConfig, path: str, horizon: int
-) -> ReplayResult:
+) -> tuple[ReplayResult, dict[str, dict[str, Any]]]:
     try:
         with SqliteStore(path) as store:
-            return replay_into_store(lines, loaded, store, horizon=horizon)
+            result = replay_into_store(lines, loaded, store, horizon=horizon)
+            return result, replay_clocks(store, result.incidents, _end(result))
     except StoreError as exc:
         raise InputError(str(exc)) from None
+
+
+def _replay_in_memory(
+    lines: Iterable[bytes], loaded: LoadedConfig, horizon: int
+) -> tuple[ReplayResult, dict[str, dict[str, Any]]]:
+    """The fast replay; its signals become incident events too, for their SLA clocks."""
+    recorder = Recorder.from_config(loaded, source="replay", samples_per_second=0)
+    result = replay(
+        lines, loaded.config, loaded.catalog, horizon=horizon, on_signal=recorder.signal
+    )
+    store = MemoryStore()
+    store.commit(recorder.take())
+    return result, replay_clocks(store, result.incidents, _end(result))
+
+
+def _end(result: ReplayResult) -> float:
+    """The end of the replayed span: the clocks are shown as they stood then."""
+    return 0.0 if result.last_second is None else float(result.last_second + 1)
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -97,15 +117,15 @@ def run_replay(args: argparse.Namespace) -> int:
         lines = bounded_lines(handle.readline)
         try:
             if args.store is None:
-                result = replay(lines, loaded.config, loaded.catalog, horizon=horizon)
+                result, clocks = _replay_in_memory(lines, loaded, horizon)
             else:
-                result = _replay_into(lines, loaded, args.store, horizon)
+                result, clocks = _replay_into(lines, loaded, args.store, horizon)
         except ReplayError as exc:
             raise InputError(f"{name}:{exc.line}: {exc.message}") from None
         except OSError as exc:
             raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
     if args.format == "json":
-        sys.stdout.write(json.dumps(result_json(result, loaded.config), indent=2) + "\n")
+        sys.stdout.write(json.dumps(result_json(result, clocks), indent=2) + "\n")
     else:
         sys.stdout.write(result_text(result) + "\n")
     return 0

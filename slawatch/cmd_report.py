@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from config import load_config
-from incidents.events import EventError, parse_utc
+from config.timetext import TimeTextError, parse_time
 from incidents.report import REPORT_FORMATS, ReportError, month_range, render_report, report_for
 from probe.clock import SystemClock
 from slawatch.cmd_incidents import add_store_options, open_store, write_output
@@ -46,8 +46,8 @@ def _period(args: argparse.Namespace) -> tuple[int, int]:
     if args.end is None:
         raise InputError("report: --from needs --to")
     try:
-        start, end = parse_utc(args.start), parse_utc(args.end)
-    except EventError as exc:
+        start, end = parse_time(args.start), parse_time(args.end)
+    except TimeTextError as exc:
         raise InputError(f"report: {exc}") from None
     # Whole seconds: a second belongs to the period if it starts inside it.
     return math.ceil(start), math.ceil(end)

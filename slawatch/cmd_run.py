@@ -30,7 +30,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     """Load the config, then run the daemon until it is told to stop."""
     loaded = load_config(args.config)
     daemon = build(loaded, clock=SystemClock(), registry=CollectorRegistry())
-    setup_logging(level=args.log_level, fmt=args.log_format, secrets=daemon.secrets)
+    setup_logging(level=args.log_level, fmt=args.log_format, redactor=lambda: daemon.loaded.redact)
 
     async def main() -> None:
         daemon.install_signal_handlers()

@@ -11,10 +11,11 @@ from typing import Any
 from config import load_catalog, load_config
 from config.catalog import ClockName
 from config.durations import format_duration
-from incidents.calendar import Calendar, calendars_from
-from incidents.clocks import ClockState, clocks_for
-from incidents.events import EventError, IncidentEvent, format_utc, parse_utc
-from incidents.policy import CalendarRequired, PolicyError, find_policy, resolve_clocks
+from config.timetext import TimeTextError, format_time, parse_time
+from sla.calendar import Calendar, calendars_from
+from sla.clocks import ClockState, clocks_for
+from sla.events import IncidentEvent
+from sla.policy import CalendarRequired, PolicyError, find_policy, resolve_clocks
 from slawatch.errors import InputError
 
 
@@ -90,7 +91,7 @@ def sla_deadline(args: argparse.Namespace) -> int:
         "policy": args.policy,
         "severity": args.severity,
         "provider_severity": terms.provider_severity,
-        "opened": format_utc(opened),
+        "opened": format_time(opened),
         "clocks": {name: _clock_json(state) for name, state in states.items()},
     }
     if args.format == "json":
@@ -102,8 +103,8 @@ def sla_deadline(args: argparse.Namespace) -> int:
 
 def _time(text: str, option: str) -> float:
     try:
-        return parse_utc(text)
-    except EventError as exc:
+        return parse_time(text)
+    except TimeTextError as exc:
         raise _bad(f"{option}: {exc}") from None
 
 
@@ -115,7 +116,7 @@ def _clock_json(state: ClockState) -> dict[str, Any]:
     return {
         "target": None if state.target is None else format_duration(state.target),
         "calendar": state.calendar,
-        "deadline": None if state.deadline is None else format_utc(state.deadline),
+        "deadline": None if state.deadline is None else format_time(state.deadline),
     }
 
 

@@ -1,4 +1,9 @@
-"""Structured logging: JSON off a terminal, readable lines on one, secrets redacted from both."""
+"""Structured logging: JSON off a terminal, readable lines on one, secrets redacted from both.
+
+The handler sits on the root logger, so every package's lines (ours, and the libraries'
+such as aiohttp's or asyncio's "task exception was never retrieved") take the same
+redacting, formatted path; none can fall through to Python's last-resort handler.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TextIO
+
+from config.secrets import Redactor
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -17,32 +24,25 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 class Redacting(logging.Filter):
-    """Replaces every secret value in a record's message and fields with ``***``."""
+    """Redacts a record's message, fields and traceback with the running config's redactor."""
 
-    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+    def __init__(self, redactor: Callable[[], Redactor]) -> None:
         super().__init__()
-        self._secrets = secrets
+        # A callable: a reloaded config brings new secrets.
+        self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact in place; never drops a record."""
-        secrets = [s for s in self._secrets() if s]
-        if not secrets:
-            return True
-        record.msg = _redact(record.getMessage(), secrets)
+        redact = self._redactor()
+        record.msg = redact(record.getMessage())
         record.args = None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, _redact(value, secrets))
+                setattr(record, key, redact(value))
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = _redact(logging.Formatter().formatException(record.exc_info), secrets)
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,9 +86,12 @@ def setup_logging(
     level: str = "info",
     fmt: str = "auto",
     stream: TextIO | None = None,
-    secrets: Callable[[], Iterable[str]] = tuple,
+    redactor: Callable[[], Redactor] = Redactor,
 ) -> logging.Handler:
-    """Configure the ``slawatch`` logger; ``fmt`` is json, text or auto (json unless a terminal)."""
+    """Configure logging; ``fmt`` is json, text or auto (json unless a terminal).
+
+    slawatch's loggers (``slawatch.*``) log at ``level``; other libraries at warning and above.
+    """
     out = stream if stream is not None else sys.stderr
     if fmt == "auto":
         fmt = "text" if out.isatty() else "json"
@@ -96,11 +99,15 @@ def setup_logging(
     formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
-    handler.addFilter(Redacting(secrets))
-    logger = logging.getLogger("slawatch")
-    for old in list(logger.handlers):
-        logger.removeHandler(old)
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    logger.propagate = False
+    handler.addFilter(Redacting(redactor))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    ours = logging.getLogger("slawatch")
+    for old in list(ours.handlers):
+        ours.removeHandler(old)
+    ours.setLevel(level.upper())
+    ours.propagate = True
     return handler

@@ -165,12 +165,12 @@ class Metrics:
         self.misconfigured.remove(service, name)
         self.missed.remove(service, name)
 
-    def attempt(self, attempt: Attempt, *, misconfigured: bool = False) -> None:
+    def attempt(self, attempt: Attempt) -> None:
         """Count one finished attempt."""
         labels = (attempt.service, attempt.channel.value, attempt.target)
         self.attempts.labels(*labels, attempt.outcome.value).inc()
         self.attempt_duration.labels(*labels).observe(attempt.duration_s)
-        self.misconfigured.labels(attempt.service, attempt.target).set(1 if misconfigured else 0)
+        self.misconfigured.labels(attempt.service, attempt.target).set(int(attempt.misconfigured))
 
     def verdict(self, verdict: SecondVerdict, streak: int) -> None:
         """Count one final second; set the channel's availability and unavailable streak."""
@@ -185,9 +185,9 @@ class Metrics:
         """Observe one launch's lag."""
         self.lag.observe(max(0.0, seconds))
 
-    def missed_launch(self, service: str, target: str) -> None:
-        """Count one launch the scheduler could not make in its second."""
-        self.missed.labels(service, target).inc()
+    def missed_launch(self, service: str, target: str, count: int = 1) -> None:
+        """Count launches the scheduler could not make in their second."""
+        self.missed.labels(service, target).inc(count)
 
     def incident_opened(self, service: str, severity: int) -> None:
         """Count an opened or reopened incident."""

@@ -13,13 +13,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.model import ServiceConfig
+from config.timetext import TimeTextError, format_time, parse_time
 from incidents.evidence import bundle_for, render
-from incidents.lifecycle import LifecycleError, fold, incident_clocks, user_event
+from incidents.lifecycle import LifecycleError, fold, user_event
 from incidents.model import EventRecord, Incident
 from incidents.store import StoreError
-from probe.attempt import AttemptFormatError, format_time, parse_time
+from incidents.view import incident_view
+from probe.attempt import AttemptFormatError
 from slawatch import __version__
-from slawatch.daemon import HEALTHY_LAG_S, Daemon
+from slawatch.daemon import Daemon
+from slawatch.status import HEALTHY_LAG_S
 from slawatch.statuspage import render_status_page
 
 log = logging.getLogger("slawatch.web")
@@ -106,9 +109,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def _service_json(daemon: Daemon, service: ServiceConfig) -> dict[str, Any]:
-    channels = daemon.status.get(service.name, {})
+    channels = daemon.status.of(service.name)
     open_ids = [
-        kept.incident.id for kept in daemon.open.values() if kept.incident.service == service.name
+        kept.incident.id
+        for kept in daemon.follower.open.values()
+        if kept.incident.service == service.name
     ]
     return {
         "name": service.name,
@@ -134,23 +139,9 @@ async def services(request: web.Request) -> web.Response:
 
 
 def _incident_json(
-    daemon: Daemon, incident: Incident, events: list[Any], now: float
+    daemon: Daemon, incident: Incident, events: list[EventRecord], now: float
 ) -> dict[str, Any]:
-    body = incident.to_json()
-    try:
-        clocks = incident_clocks(incident, events, now)
-    except ValueError:
-        clocks = {}
-    body["clocks"] = {
-        name: {**state.to_json(), "deadline_epoch": state.deadline}
-        for name, state in clocks.items()
-    }
-    base = daemon.public_url()
-    body["links"] = {
-        "incident": f"{base}/api/v1/incidents/{incident.id}",
-        "evidence": f"{base}/api/v1/incidents/{incident.id}/evidence?format=md",
-    }
-    return body
+    return incident_view(incident, events, now, base_url=daemon.public_url())
 
 
 async def _load(
@@ -189,9 +180,8 @@ async def incident(request: web.Request) -> web.Response:
     found = fold(events)
     if found is None:
         return _error(404, "no such incident")
-    body = _incident_json(daemon, found, events, daemon.clock.time())
-    body["events"] = [event.to_json() for event in events]
-    return _json(body)
+    now = daemon.clock.time()
+    return _json(incident_view(found, events, now, base_url=daemon.public_url(), with_events=True))
 
 
 def _authorized(request: web.Request, daemon: Daemon) -> web.Response | None:
@@ -252,6 +242,16 @@ def _abort(status: int, message: str) -> NoReturn:
     raise _ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")
 
 
+def _time_field(body: dict[str, Any], key: str, default: float | None = None) -> float:
+    """``body[key]`` as epoch seconds (``default`` when absent); ValueError naming the key."""
+    if key not in body and default is not None:
+        return default
+    try:
+        return parse_time(body.get(key))
+    except TimeTextError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
 async def _event_from(request: web.Request, incident_id: str, now: float) -> EventRecord:
     """The user event a POST body describes, or a 400."""
     try:
@@ -265,15 +265,13 @@ async def _event_from(request: web.Request, incident_id: str, now: float) -> Eve
         return user_event(
             incident_id,
             str(body.get("kind", "")),
-            at=parse_time(body["at"], "at") if "at" in body else now,
+            at=_time_field(body, "at", now),
             source="api",
             recorded_at=now,
             note=str(body.get("note", "")),
             ticket=body.get("ticket"),
             severity=body.get("severity"),
-            next_update_at=None
-            if next_update is None
-            else parse_time(next_update, "next_update_at"),
+            next_update_at=None if next_update is None else _time_field(body, "next_update_at"),
         )
     except (AttemptFormatError, LifecycleError, ValueError, TypeError) as exc:
         _abort(400, str(exc))
@@ -299,7 +297,7 @@ async def post_event(request: web.Request) -> web.Response:
         _abort(400, str(exc))
     except StoreError as exc:
         _abort(503, str(exc))
-    kept = daemon.open.get(updated.id)
+    kept = daemon.follower.open.get(updated.id)
     events = kept.events if kept is not None else await daemon.read(store.events, updated.id)
     return _json(_incident_json(daemon, updated, events, now), 201)
 

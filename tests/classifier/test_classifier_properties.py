@@ -38,7 +38,7 @@ def timelines(alphabet: str) -> st.SearchStrategy[dict[str, str]]:
 def report(items: list[Attempt], cfg: Config = SMALL) -> dict[str, Any]:
     """The replay JSON of ``items``."""
     result, _ = run(items, cfg)
-    return result_json(result, cfg)
+    return result_json(result)
 
 
 @settings(max_examples=40, deadline=None)

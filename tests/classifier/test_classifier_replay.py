@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from classifier.engine import Classifier
-from classifier.replay import LineReader, ReplayError, ReplayIncident, replay, result_json
-from config import ServiceConfig, load_catalog
-from probe.attempt import format_time
+from classifier.replay import LineReader, ReplayError, replay, result_json
+from config import load_catalog
+from config.timetext import format_time
 from slawatch.cli import main
 
 
@@ -72,6 +72,28 @@ def test_json_report_of_a_hard_outage(workdir: Path, capsys: pytest.CaptureFixtu
             "severity_changes": [{"at": "2026-11-21T10:01:30Z", "from": 2, "to": 1}],
             "reopened_at": [],
             "channels": ["api"],
+            # As they stood at the end of the log (10:04:00): the critical line's call back
+            # is due 15 min after detection; no response yet, so no update deadline.
+            "clocks": {
+                "first_response": {
+                    "deadline": "2026-11-21T10:15:40Z",
+                    "state": "running",
+                    "target": "15m",
+                    "calendar": "24x7",
+                    "elapsed_s": 200.0,
+                    "remaining_s": 700.0,
+                    "breaches": 0,
+                },
+                "update": {
+                    "deadline": None,
+                    "state": "running",
+                    "target": None,
+                    "calendar": "24x7",
+                    "elapsed_s": 0.0,
+                    "remaining_s": None,
+                    "breaches": 0,
+                },
+            },
         }
     ]
 
@@ -186,24 +208,16 @@ def test_blank_lines_and_late_attempts_are_reported(
     assert report["services"]["svc"]["combined"]["available"] == 20
 
 
-def test_clock_hook_fills_clocks() -> None:
-    """The optional clock function's answer lands in each incident's `clocks`."""
+def test_clocks_given_land_in_each_incident() -> None:
+    """Clocks handed to the report land in their incident's `clocks`; none, none shown."""
     cfg = config()
     result = replay(lines(attempts({"api": "30. 90x 10."})), cfg, load_catalog(), horizon=2)
-
-    def clocks(service: ServiceConfig, incident: ReplayIncident) -> dict[str, Any]:
-        return {
-            "first_response": {
-                "deadline": format_time(incident.detected_at + 900),
-                "policy": service.sla.policy,
-            }
-        }
-
-    report = result_json(result, cfg, clocks)
+    clocks = {result.incidents[0].id: {"first_response": {"deadline": "2026-11-21T10:15:40Z"}}}
+    report = result_json(result, clocks)
     assert report["incidents"][0]["clocks"] == {
-        "first_response": {"deadline": "2026-11-21T10:15:40Z", "policy": "bird-email-enterprise"}
+        "first_response": {"deadline": "2026-11-21T10:15:40Z"}
     }
-    assert "clocks" not in result_json(result, cfg)["incidents"][0]
+    assert "clocks" not in result_json(result)["incidents"][0]
 
 
 def _parse(line: bytes) -> object:

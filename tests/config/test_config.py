@@ -89,7 +89,8 @@ def test_env_expansion_records_secrets() -> None:
     text = "services: [{name: a, api: [{name: x, url: 'http://h/', headers: {Authorization: 'Bearer ${K}'}}]}]"
     loaded = load_config_text(text, "c.yaml", {"K": "s3cr3t"})
     assert loaded.config.services[0].api[0].headers["Authorization"] == "Bearer s3cr3t"
-    assert loaded.secrets == frozenset({"s3cr3t"})
+    # The expanded value, and the credential header as a whole (a config secret).
+    assert loaded.secrets == frozenset({"s3cr3t", "Bearer s3cr3t"})
 
 
 def test_dollar_dollar_is_literal() -> None:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from config import load_config_text
 from incidents.lifecycle import user_event
-from incidents.store import MemoryStore
+from incidents.memory_store import MemoryStore
 from probe.attempt import Attempt, Channel, Outcome
 from probe.clock import ManualClock
 from slawatch.daemon import TICK_OFFSET, Daemon
@@ -53,12 +53,12 @@ async def test_status_incident_and_retention(tmp_path: Path) -> None:
     await daemon.open_store()
     # A second is final once the 1 s timeout plus 1 s have passed: the last two are open.
     await _run_seconds(daemon, T0, "." * 3 + "x" * 5 + "." * 2)
-    status = daemon.status["mail"]
+    status = daemon.status.of("mail")
     assert status["api"].verdict == "unavailable"
     assert status["api"].streak == 5
     [incident] = store.incidents()
     assert incident.severity == 2
-    assert daemon.open[incident.id].incident.id == incident.id
+    assert daemon.follower.open[incident.id].incident.id == incident.id
     assert store.samples("mail", T0, T0 + 20)
     # A user event goes through the same store, at once.
     updated = await daemon.record_event(

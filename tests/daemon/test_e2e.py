@@ -28,7 +28,7 @@ from daemon_harness import (
     write_config,
 )
 
-from probe.attempt import parse_time
+from config.timetext import parse_time
 from slawatch.simulator import SimulatedProvider
 
 

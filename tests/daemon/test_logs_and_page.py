@@ -5,47 +5,55 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
+from config.secrets import REDACTED, Redactor
 from slawatch.logs import setup_logging
 from slawatch.statuspage import render_status_page
 
 SECRET = "s3cr3t-token-value"
 
 
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """A log stream; the root handler setup_logging installs is removed afterwards."""
+    out = io.StringIO()
+    yield out
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "stream", None) is out:
+            root.removeHandler(handler)
+
+
 @pytest.mark.parametrize("fmt", [pytest.param("json", id="json"), pytest.param("text", id="text")])
-def test_logs_redact_secrets(fmt: str) -> None:
-    """A secret in the message, an extra field or an exception never reaches the log."""
-    stream = io.StringIO()
-    handler = setup_logging(fmt=fmt, stream=stream, secrets=lambda: [SECRET])
-    logger = logging.getLogger("slawatch.test")
+@pytest.mark.parametrize("name", ["slawatch.test", "probe.elsewhere", "aiohttp.client"])
+def test_logs_redact_secrets(stream: io.StringIO, fmt: str, name: str) -> None:
+    """A secret in the message, an extra field or an exception never reaches the log,
+    whichever package's logger wrote the line."""
+    setup_logging(fmt=fmt, stream=stream, redactor=lambda: Redactor([SECRET]))
+    logger = logging.getLogger(name)
+    logger.warning("calling with %s", SECRET, extra={"header": f"Bearer {SECRET}"})
     try:
-        logger.warning("calling with %s", SECRET, extra={"header": f"Bearer {SECRET}"})
-        try:
-            raise ValueError(f"bad token {SECRET}")
-        except ValueError:
-            logger.exception("failed")
-    finally:
-        logging.getLogger("slawatch").removeHandler(handler)
+        raise ValueError(f"bad token {SECRET}")
+    except ValueError:
+        logger.exception("failed")
     out = stream.getvalue()
     assert SECRET not in out
-    assert out.count("***") >= 3
+    assert out.count(REDACTED) >= 3
     if fmt == "json":
         first = json.loads(out.splitlines()[0])
-        assert first["message"] == "calling with ***"
-        assert first["header"] == "Bearer ***"
+        assert first["message"] == f"calling with {REDACTED}"
+        assert first["header"] == f"Bearer {REDACTED}"
         assert first["level"] == "warning"
+        assert first["logger"] == name
 
 
-def test_json_is_default_off_a_terminal() -> None:
+def test_json_is_default_off_a_terminal(stream: io.StringIO) -> None:
     """auto picks JSON when the stream is not a terminal."""
-    stream = io.StringIO()
-    handler = setup_logging(stream=stream)
-    try:
-        logging.getLogger("slawatch.test").info("hello", extra={"service": "sparkpost"})
-    finally:
-        logging.getLogger("slawatch").removeHandler(handler)
+    setup_logging(stream=stream)
+    logging.getLogger("slawatch.test").info("hello", extra={"service": "sparkpost"})
     record = json.loads(stream.getvalue())
     assert record["message"] == "hello"
     assert record["service"] == "sparkpost"

@@ -11,11 +11,13 @@ from hardening_helpers import loaded_config
 from prometheus_client import CollectorRegistry
 
 from classifier.signals import IncidentSignal
+from incidents.memory_store import MemoryStore
 from incidents.model import Incident
-from incidents.store import Batch, MemoryStore, StoreError
+from incidents.store import Batch, StoreError
 from probe.attempt import Attempt, Channel, Outcome
 from probe.clock import ManualClock
-from slawatch.daemon import MAX_PENDING_BATCHES, TICK_OFFSET, Daemon
+from slawatch.daemon import TICK_OFFSET, Daemon
+from slawatch.writer import MAX_PENDING_BATCHES
 
 T0 = 1_790_000_000
 # One cycle: a 30-second outage (opens at its 10th second), then 150 good seconds (restores).
@@ -72,7 +74,7 @@ def _attempts(second: int, bad: bool) -> list[Attempt]:
 
 def _held(daemon: Daemon) -> tuple[int, int, int]:
     """Batches, runs and samples the daemon keeps in memory."""
-    pending = daemon._pending
+    pending = daemon.writer._pending
     return len(pending), sum(len(b.runs) for b in pending), sum(len(b.samples) for b in pending)
 
 
@@ -111,7 +113,7 @@ async def test_full_store_buffers_within_bound_then_catches_up(
     seconds = MAX_PENDING_BATCHES + 600
     peak_runs = 0
     try:
-        with caplog.at_level(logging.INFO, logger="slawatch.daemon"):
+        with caplog.at_level(logging.INFO, logger="slawatch"):
             for offset in range(seconds):
                 second = T0 + offset
                 for attempt in _attempts(second, CYCLE[offset % len(CYCLE)] == "x"):
@@ -132,7 +134,9 @@ async def test_full_store_buffers_within_bound_then_catches_up(
             assert all(getattr(r, "error", "") == "database or disk is full" for r in errors)
             # Runs are upserts: a merged batch keeps the latest version of each run only.
             distinct = {
-                (r.service, r.channel, r.first) for batch in daemon._pending for r in batch.runs
+                (r.service, r.channel, r.first)
+                for batch in daemon.writer._pending
+                for r in batch.runs
             }
             # Two channels (api, combined): at most one growing run of each per batch.
             assert peak_runs <= len(distinct) + 2 * MAX_PENDING_BATCHES
@@ -148,4 +152,4 @@ async def test_full_store_buffers_within_bound_then_catches_up(
         _assert_caught_up(store, signals)
     finally:
         await daemon._context.close()
-        daemon._writer.shutdown(wait=True)
+        daemon.writer.close()

@@ -23,7 +23,7 @@ from daemon_harness import Daemon, free_port, wait_for, write_config
 from hardening_helpers import ROOT, loaded_config
 from prometheus_client import CollectorRegistry
 
-from incidents.store import MemoryStore
+from incidents.memory_store import MemoryStore
 from probe.clock import ManualClock
 from slawatch.daemon import Daemon as DaemonCore
 from slawatch.web import is_loopback, make_app
@@ -290,7 +290,7 @@ async def test_writes_need_token_off_loopback(
     finally:
         await client.close()
         await core._context.close()
-        core._writer.shutdown(wait=True)
+        core.writer.close()
 
 
 def test_container_runs_as_non_root() -> None:

@@ -13,9 +13,9 @@ import pytest
 from daemon_harness import Daemon, ProviderThread, daemon_config, free_port, wait_for, write_config
 from hardening_helpers import ROOT, fill, tmpfs
 
+from config.timetext import parse_time
 from incidents.sqlite_store import SqliteStore
 from incidents.store import Batch
-from probe.attempt import parse_time
 
 REFUSED = "store refuses writes; keeping batches in memory"
 
@@ -49,12 +49,16 @@ def test_disk_full_keeps_probing_then_catches_up(tmp_path: Path) -> None:
             assert b"database or disk is full" in body
             assert b'"store_writable": false' in body
             provider.healthy = False
-            series = 'slawatch_incidents_opened_total{service="mail",severity="2"}'
+            # Verdicts go on live; incident metrics follow the store's event log, so the
+            # incident counts once it is committed (below), not before.
+            streak = 'slawatch_unavailable_streak_seconds{channel="combined",service="mail"}'
             wait_for(
-                lambda: _metric(daemon.get("/metrics")[1].decode(), series) == 1,
+                lambda: _metric(daemon.get("/metrics")[1].decode(), streak) >= 12,
                 30,
-                "an incident opened while the disk is full",
+                "an outage judged while the disk is full",
             )
+            series = 'slawatch_incidents_opened_total{service="mail",severity="2"}'
+            assert _metric(daemon.get("/metrics")[1].decode(), series) == 0
             attempts = 'slawatch_attempts_total{channel="api",outcome="server_error",service="mail",target="account"}'
             seen = _metric(daemon.get("/metrics")[1].decode(), attempts)
             wait_for(
@@ -77,6 +81,7 @@ def test_disk_full_keeps_probing_then_catches_up(tmp_path: Path) -> None:
                 lambda: daemon.json("/api/v1/incidents")["incidents"], 10, "the incident"
             )[0]
             started = int(parse_time(incident["started_at"]))
+            assert _metric(daemon.get("/metrics")[1].decode(), series) == 1
             provider.healthy = True
         finally:
             assert daemon.stop() == 0

@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import load_catalog
-from incidents.businesstime import (
+from config.timetext import format_time, parse_time
+from sla.businesstime import (
     Pause,
     add_business_time,
     business_time_between,
     merge_pauses,
     signed_business_time,
 )
-from incidents.calendar import Calendar
-from incidents.events import format_utc, parse_utc
+from sla.calendar import Calendar
 
 HOUR = 3600.0
 
@@ -31,7 +31,7 @@ def shipped(name: str) -> Calendar:
 
 def t(text: str) -> float:
     """RFC 3339 to epoch seconds."""
-    return parse_utc(text)
+    return parse_time(text)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_add_business_time(
     """The deadline is hand-computed from local business hours, holidays and pauses."""
     spans: list[Pause] = [(t(a), t(b)) for a, b in pauses]
     deadline = add_business_time(shipped(calendar), t(start), hours * HOUR, spans)
-    assert format_utc(deadline) == expected
+    assert format_time(deadline) == expected
     assert business_time_between(shipped(calendar), t(start), deadline, spans) == hours * HOUR
 
 

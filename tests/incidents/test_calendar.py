@@ -11,8 +11,8 @@ import pytest
 
 from config import load_catalog
 from config.model import CalendarConfig
-from incidents.calendar import Calendar, CalendarError, always_open, calendars_from
-from incidents.events import format_utc, parse_utc
+from config.timetext import format_time, parse_time
+from sla.calendar import Calendar, CalendarError, always_open, calendars_from
 
 
 def shipped(name: str) -> Calendar:
@@ -22,7 +22,7 @@ def shipped(name: str) -> Calendar:
 
 def shown(windows: list[tuple[float, float]]) -> list[tuple[str, str]]:
     """Windows as RFC 3339 pairs, for readable expectations."""
-    return [(format_utc(a), format_utc(b)) for a, b in windows]
+    return [(format_time(a), format_time(b)) for a, b in windows]
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_holidays_are_cached_per_calendar() -> None:
 def test_windows_from_clips_the_first_window() -> None:
     """The walk starts at the given instant, inside or between windows."""
     calendar = shipped("us-eastern")
-    windows = list(islice(calendar.windows_from(parse_utc("2026-11-20T20:00:00Z")), 2))
+    windows = list(islice(calendar.windows_from(parse_time("2026-11-20T20:00:00Z")), 2))
     assert shown(windows) == [
         ("2026-11-20T20:00:00Z", "2026-11-20T22:00:00Z"),
         ("2026-11-23T14:00:00Z", "2026-11-23T22:00:00Z"),
@@ -157,7 +157,9 @@ def test_windows_from_clips_the_first_window() -> None:
 
 def test_local_date_uses_the_time_zone() -> None:
     """An instant's local date can differ from its UTC date."""
-    assert shipped("us-pacific").local_date(parse_utc("2026-11-17T03:00:00Z")) == date(2026, 11, 16)
+    assert shipped("us-pacific").local_date(parse_time("2026-11-17T03:00:00Z")) == date(
+        2026, 11, 16
+    )
 
 
 def test_snapshot_round_trips_through_json() -> None:

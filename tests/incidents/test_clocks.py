@@ -8,13 +8,14 @@ import pytest
 
 from config import load_catalog
 from config.catalog import PolicySpec
-from incidents.calendar import Calendar, calendars_from
-from incidents.clocks import ClockState, clocks_for, clocks_json
-from incidents.events import EventError, IncidentEvent, format_utc, parse_utc
-from incidents.policy import PolicyError
+from config.timetext import format_time, parse_time
+from sla.calendar import Calendar, calendars_from
+from sla.clocks import ClockState, clocks_for, clocks_json
+from sla.events import EventError, IncidentEvent
+from sla.policy import PolicyError
 
 # Wednesday 2026-11-18 20:00Z (15:00 US Eastern).
-OPEN = parse_utc("2026-11-18T20:00:00Z")
+OPEN = parse_time("2026-11-18T20:00:00Z")
 M = 60.0
 H = 3600.0
 
@@ -26,14 +27,14 @@ def ev(kind: Any, minutes: float, **extra: Any) -> IncidentEvent:
 
 def at(minutes: float) -> str:
     """OPEN plus ``minutes`` as RFC 3339."""
-    return format_utc(OPEN + minutes * M)
+    return format_time(OPEN + minutes * M)
 
 
 def summary(state: ClockState) -> tuple[str, str | None, float, float | None, int]:
     """State, deadline, elapsed and remaining minutes, and breaches."""
     return (
         state.state,
-        None if state.deadline is None else format_utc(state.deadline),
+        None if state.deadline is None else format_time(state.deadline),
         state.elapsed_s / M,
         None if state.remaining_s is None else state.remaining_s / M,
         state.breaches,
@@ -262,7 +263,7 @@ def test_megaport_clocks_at_open() -> None:
 
 def test_upgrade_recomputes_from_ticket_open() -> None:
     """An upgrade from 2 to 1 replaces the business-hours target by the 24x7 one, from open."""
-    saturday = parse_utc("2026-11-21T12:00:00Z")
+    saturday = parse_time("2026-11-21T12:00:00Z")
     calendars = calendars_from(load_catalog().calendars)
     policy = load_catalog().policies["sendgrid-email-api/pro"]
     events = [IncidentEvent("severity_changed", saturday + 30 * M, severity=1)]
@@ -273,13 +274,13 @@ def test_upgrade_recomputes_from_ticket_open() -> None:
         )["first_response"]
 
     before = first_response(saturday + 20 * M)
-    assert (before.calendar, format_utc(before.deadline or 0)) == (
+    assert (before.calendar, format_time(before.deadline or 0)) == (
         "us-eastern",
         "2026-11-23T16:00:00Z",
     )
     assert before.elapsed_s == 0.0
     after = first_response(saturday + 40 * M)
-    assert (after.calendar, format_utc(after.deadline or 0), after.state) == (
+    assert (after.calendar, format_time(after.deadline or 0), after.state) == (
         "24x7",
         "2026-11-21T13:00:00Z",
         "running",
@@ -390,7 +391,7 @@ def test_missing_calendar_is_a_policy_error() -> None:
     states = clocks_for(
         policy, 1, None, opened_at=OPEN, events=[], now=OPEN, calendars={"moon": moon}
     )
-    assert format_utc(states["restore"].deadline or 0) == "2026-11-23T01:00:00Z"
+    assert format_time(states["restore"].deadline or 0) == "2026-11-23T01:00:00Z"
 
 
 def test_clock_json() -> None:
@@ -487,7 +488,7 @@ def test_event_json_round_trip(event: IncidentEvent) -> None:
             id="json-time-text",
         ),
         pytest.param(
-            lambda: IncidentEvent.from_json({"kind": "restored", "at": "2026-01-01T00:00"}),
+            lambda: IncidentEvent.from_json({"kind": "restored", "at": "2026-01-01T00:00:00"}),
             "has no UTC offset",
             id="json-naive",
         ),

@@ -10,20 +10,20 @@ from incidents_timeline import CONFIG, ENV, T0, write_config
 from classifier.signals import Opened, Reopened, Restored, Upgraded
 from classifier.verdict import SecondVerdict, Verdict
 from config import LoadedConfig, load_config
-from incidents.events import parse_utc
+from config.timetext import format_time, parse_time
 from incidents.lifecycle import (
     LifecycleError,
     clock_events,
     fold,
     incident_clocks,
     signal_event,
-    sla_terms,
     user_event,
 )
+from incidents.memory_store import MemoryStore
 from incidents.model import EventRecord, Incident
 from incidents.recorder import Recorder
-from incidents.store import MemoryStore
 from probe.attempt import Attempt, Channel, Outcome
+from sla.terms import freeze_terms
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def loaded(tmp_path: Path) -> LoadedConfig:
 
 
 def _opened(loaded: LoadedConfig, severity: int = 1) -> EventRecord:
-    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
     signal = Opened("bird", "bird-1", severity, terms.name_of(severity), T0, T0 + 60, ("api",))
     return signal_event(signal, terms, source="classifier")
 
@@ -78,7 +78,7 @@ def test_severity_change_to_the_same_level_is_refused(loaded: LoadedConfig) -> N
 
 def test_a_reopening_cancels_the_restore_for_the_clocks(loaded: LoadedConfig) -> None:
     """Upgrades become severity changes; a reopening removes the restore it cancels."""
-    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
     events = [
         _opened(loaded, 2),
         signal_event(
@@ -119,9 +119,8 @@ def _clocks(
 
 
 def _utc(epoch: float) -> str:
-    from incidents.events import format_utc
 
-    return format_utc(epoch)
+    return format_time(epoch)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +182,7 @@ def test_clocks_follow_the_events(
 
 def test_terms_are_frozen_with_calendar_snapshots(loaded: LoadedConfig) -> None:
     """An incident keeps the policy spec and a holiday snapshot of its business calendar."""
-    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
     assert terms.policy_id == "bird-email-enterprise"
     assert terms.policy is not None
     assert terms.policy["provider"] == "Bird"
@@ -196,7 +195,7 @@ def test_no_policy_means_no_clocks(tmp_path: Path) -> None:
     """A service without sla.policy gets incidents without clocks."""
     text = "services:\n  - name: bird\n"
     plain = load_config(write_config(tmp_path, text), {})
-    terms = sla_terms(plain.config.service("bird"), plain.catalog, plain.calendars(), at=T0)
+    terms = freeze_terms(plain.config.service("bird"), plain.catalog, plain.calendars(), at=T0)
     event = signal_event(
         Opened("bird", "b", 1, "Severity 1", T0, T0 + 60, ()), terms, source="replay"
     )
@@ -276,19 +275,18 @@ def test_recorder_stamps_signals_with_source_and_time(loaded: LoadedConfig) -> N
         f"opened@{T0 + 11}",
     )
     assert event.data["terms"]["policy_id"] == "bird-email-enterprise"
-    assert parse_utc(event.to_json()["at"]) == T0 + 11
+    assert parse_time(event.to_json()["at"]) == T0 + 11
     assert EventRecord.from_json(event.to_json()) == event
 
 
-def test_a_reloaded_recorder_adopts_the_unsaved_state(loaded: LoadedConfig) -> None:
-    """On a config reload the new recorder continues the old one's runs and pending writes."""
-    old = Recorder.from_config(loaded)
-    old.attempt(_try(T0 + 1, Outcome.TIMEOUT, 10.0))
-    old.record([_verdict(T0, Verdict.UNAVAILABLE, TO1)], [])
-    new = Recorder.from_config(loaded)
-    new.adopt(old)
-    new.record([_verdict(T0 + 1, Verdict.UNAVAILABLE, TO1)], [])
-    batch = new.take()
+def test_a_reconfigured_recorder_keeps_the_unsaved_state(loaded: LoadedConfig) -> None:
+    """On a config reload the recorder continues its runs and pending writes."""
+    recorder = Recorder.from_config(loaded)
+    recorder.attempt(_try(T0 + 1, Outcome.TIMEOUT, 10.0))
+    recorder.record([_verdict(T0, Verdict.UNAVAILABLE, TO1)], [])
+    recorder.reconfigure(loaded)
+    recorder.record([_verdict(T0 + 1, Verdict.UNAVAILABLE, TO1)], [])
+    batch = recorder.take()
     assert [(r.first, r.last) for r in batch.runs] == [(T0, T0 + 1)]
     assert [a.second for a in batch.samples] == [T0 + 1]
-    assert not old.take()
+    assert not recorder.take()

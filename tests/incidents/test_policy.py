@@ -6,10 +6,10 @@ import pytest
 
 from config import load_catalog
 from config.catalog import PolicySpec
-from incidents.calendar import Calendar, calendars_from
-from incidents.clocks import clocks_for
-from incidents.events import format_utc, parse_utc
-from incidents.policy import CalendarRequired, PolicyError, find_policy, resolve_clocks
+from config.timetext import format_time, parse_time
+from sla.calendar import Calendar, calendars_from
+from sla.clocks import clocks_for
+from sla.policy import CalendarRequired, PolicyError, find_policy, resolve_clocks
 
 # Wednesday 2026-11-18 15:00 US Eastern: two business hours are left that day; the
 # next Thursday (26th) is Thanksgiving.
@@ -119,7 +119,7 @@ def test_shipped_policy_clocks(
 ) -> None:
     """Each severity carries the provider's name, its clocks, targets and calendars."""
     policy = find_policy(load_catalog().policies, policy_id)
-    opened = parse_utc(OPENED)
+    opened = parse_time(OPENED)
     states = clocks_for(policy, severity, eastern, opened_at=opened, events=[], now=opened)
     terms = resolve_clocks(policy, severity, calendar="us-eastern")
     assert terms.provider_severity == provider_severity
@@ -127,7 +127,7 @@ def test_shipped_policy_clocks(
         name: (
             state.to_json()["target"],
             state.calendar,
-            None if state.deadline is None else format_utc(state.deadline),
+            None if state.deadline is None else format_time(state.deadline),
         )
         for name, state in states.items()
     }

@@ -13,11 +13,12 @@ from incidents_timeline import ENV, write_config
 
 from classifier.signals import Opened, Restored, Upgraded
 from config import load_config
-from incidents.lifecycle import signal_event, sla_terms
+from incidents.lifecycle import signal_event
 from incidents.model import Run
 from incidents.report import ReportError, build_report, figures, month_range, render_report
 from incidents.sqlite_store import SqliteStore
 from incidents.store import Batch
+from sla.terms import freeze_terms
 
 NOV = 1_793_491_200  # 2026-11-01T00:00:00Z
 DEC = NOV + 30 * 86_400
@@ -49,7 +50,9 @@ def folder(tmp_path: Path) -> Path:
     """A config and its store holding November 2026 for the API, SMTP and the service."""
     config = write_config(tmp_path)
     loaded = load_config(config, ENV)
-    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=OUTAGE)
+    terms = freeze_terms(
+        loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=OUTAGE
+    )
     signals = [
         Opened(
             "bird", "bird-20261120T100000Z", 2, "Non-Critical Issue", OUTAGE, OUTAGE + 11, ("api",)

@@ -10,9 +10,10 @@ import pytest
 
 from classifier.signals import Opened, Reopened, Restored, Upgraded
 from incidents.lifecycle import LifecycleError, signal_event, user_event
+from incidents.memory_store import MemoryStore
 from incidents.model import Run, SlaTerms
 from incidents.sqlite_store import SCHEMA_VERSION, SqliteStore, store_path
-from incidents.store import Batch, IncidentStore, MemoryStore, StoreError
+from incidents.store import Batch, IncidentStore, StoreError
 from probe.attempt import Attempt, Channel, Outcome
 
 T = 1_793_613_600

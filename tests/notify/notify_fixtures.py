@@ -15,10 +15,12 @@ from aiohttp import web
 from classifier.signals import Opened, Reopened, Restored, Upgraded
 from config import LoadedConfig
 from config.loader import load_config_text
-from incidents.lifecycle import incident_clocks, signal_event, sla_terms, user_event
-from incidents.notify import NotifyRules
+from incidents.lifecycle import signal_event, user_event
 from incidents.store import Batch, IncidentStore
+from notify.rules import NotifyRules
 from probe.clock import ManualClock
+from sla.terms import freeze_terms
+from slawatch.follower import EventFollower
 
 # 2026-11-02T10:00:00Z, a Monday in US Eastern business hours.
 T0 = 1_793_613_600
@@ -70,17 +72,19 @@ def story(loaded: LoadedConfig, rules: NotifyRules, store: IncidentStore) -> Non
     Opened at severity 2, upgraded to 1 (15 min first-response clock), due soon, breached,
     restored, reopened, resolved; and a misconfigured probe in between.
     """
-    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
     name = terms.name_of
+    # The daemon's path: events committed, then followed from the log into the outbox.
+    follower = EventFollower(rules)
+    follower.start(store)
 
     def commit(*events: Any) -> None:
-        store.commit(rules.fill(Batch(events=list(events))))
+        store.commit(Batch(events=list(events)))
+        follower.sync(store)
 
     def clocks(now: float) -> None:
-        incident = store.get(INCIDENT)
-        assert incident is not None
-        rules.clocks(incident, incident_clocks(incident, store.events(INCIDENT), now), now)
-        commit()
+        follower.refresh(now, ["bird"])
+        follower.flush(store)
 
     signal = Opened("bird", INCIDENT, 2, name(2), T0, T0 + 10, ("api",))
     commit(signal_event(signal, terms, source="classifier"))
@@ -89,15 +93,17 @@ def story(loaded: LoadedConfig, rules: NotifyRules, store: IncidentStore) -> Non
     # First response is due 15 min after detection (T0+910): due soon from T0+310.
     clocks(T0 + 360)
     clocks(T0 + 361)  # nothing new
-    rules.prober_health(
-        "misconfigured:bird/send",
-        healthy=False,
-        now=T0 + 400,
-        detail="misconfigured: bad URL",
-        service="bird",
-        target="send",
+    follower.queue(
+        rules.prober_health(
+            "misconfigured:bird/send",
+            healthy=False,
+            now=T0 + 400,
+            detail="misconfigured: bad URL",
+            service="bird",
+            target="send",
+        )
     )
-    rules.prober_health("misconfigured:bird/send", healthy=False, now=T0 + 401)
+    follower.queue(rules.prober_health("misconfigured:bird/send", healthy=False, now=T0 + 401))
     commit()
     clocks(T0 + 961)  # breached
     restored = Restored("bird", INCIDENT, 1, T0 + 1000, T0 + 1120, ("api",))
@@ -180,7 +186,7 @@ WRITER = Path(__file__)
 
 def _write(store_path: str, count: int) -> None:
     """Writer-process body: commit ``count`` notifications one batch at a time, then hang."""
-    from incidents.notify import Notification
+    from incidents.outbox import Notification
     from incidents.sqlite_store import SqliteStore
 
     with SqliteStore(store_path) as store:
@@ -193,7 +199,7 @@ def _write(store_path: str, count: int) -> None:
                 document={"event": "prober_unhealthy", "n": n, "idempotency_key": f"k{n}:hook"},
                 next_at=T0 + n,
             )
-            store.commit(Batch(notifications=[note]))
+            store.enqueue([note])
             print(f"committed {n}", flush=True)
         sys.stdin.read()  # wait to be killed
 

@@ -38,13 +38,16 @@ from notify_fixtures import (
 )
 from prometheus_client import CollectorRegistry
 
-from incidents.notify import NotifyRules
+from incidents.memory_store import MemoryStore
 from incidents.sqlite_store import SqliteStore
-from incidents.store import IncidentStore, MemoryStore
+from incidents.store import IncidentStore
+from notify.email import markdown_evidence
+from notify.rules import NotifyRules
+from notify.sender import signature
+from notify.worker import Notifier
 from probe.clock import ManualClock
 from slawatch import __version__
 from slawatch.metrics import Metrics
-from slawatch.notifier import Notifier, markdown_evidence, signature
 
 Serve = Callable[[web.Application], Awaitable[TestServer]]
 ORDER = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,10 +10,14 @@ import pytest
 from notify_fixtures import BASE_URL, EVENTS, INCIDENT, T0, config, story
 
 from classifier.signals import Opened
-from incidents.lifecycle import LifecycleError, signal_event, sla_terms, user_event
-from incidents.notify import NotifyRules
+from config import LoadedConfig
+from incidents.lifecycle import LifecycleError, incident_clocks, signal_event, user_event
+from incidents.memory_store import MemoryStore
 from incidents.sqlite_store import SCHEMA_VERSION, SqliteStore
-from incidents.store import Batch, IncidentStore, MemoryStore
+from incidents.store import Batch, IncidentStore
+from notify.rules import NotifyRules
+from sla.terms import freeze_terms
+from slawatch.follower import EventFollower
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -62,7 +67,8 @@ def test_document_carries_the_incident_clocks_and_links(store: IncidentStore) ->
     story(loaded, rules, store)
     by_event = {n.event: n.document for n in store.pending("all")}
     upgraded = by_event["upgraded"]
-    assert upgraded["incident"] == {
+    # DESIGN.md §10's incident object (the one incident projection carries more besides).
+    design = {
         "id": INCIDENT,
         "service": "bird",
         "state": "open",
@@ -75,6 +81,10 @@ def test_document_carries_the_incident_clocks_and_links(store: IncidentStore) ->
         "channels": ["api"],
         "ticket": None,
     }
+    assert {k: v for k, v in upgraded["incident"].items() if k in design} == design
+    assert upgraded["incident"]["severity_changes"] == [
+        {"at": "2026-11-02T10:01:00Z", "from": 2, "to": 1, "source": "classifier"}
+    ]
     assert upgraded["previous_severity"] == 2
     assert upgraded["previous_provider_severity"] == "Non-Critical Issue"
     assert upgraded["clocks"]["first_response"]["deadline"] == "2026-11-02T10:15:10Z"
@@ -121,36 +131,74 @@ def test_channel_filters(filters: str, expected: list[str]) -> None:
     assert sorted(got) == sorted(expected)
 
 
+def follower_of(store: IncidentStore, loaded: LoadedConfig) -> EventFollower:
+    """A follower of ``store`` as a (re)started daemon has one."""
+    follower = EventFollower(NotifyRules(loaded.config.notify, base_url=BASE_URL))
+    follower.start(store)
+    return follower
+
+
 def test_retried_batch_and_restart_queue_nothing_twice(store: IncidentStore) -> None:
-    """A batch committed again, or clocks re-examined by fresh rules, adds no notification."""
+    """A batch committed again, a log read again, or clocks re-examined after a restart add
+    no notification: the keys come from the causes, the cursor is stored with the outbox."""
     loaded = config(ALL)
-    rules = NotifyRules(loaded.config.notify, base_url=BASE_URL)
-    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
     event = signal_event(
         Opened("bird", INCIDENT, 1, "Critical Issue", T0, T0 + 10, ("api",)),
         terms,
         source="classifier",
     )
-    store.commit(rules.fill(Batch(events=[event])))
-    store.commit(rules.fill(Batch(events=[event])))
-    from incidents.lifecycle import incident_clocks
-
-    incident = store.get(INCIDENT)
-    assert incident is not None
+    follower = follower_of(store, loaded)
+    store.commit(Batch(events=[event]))
+    store.commit(Batch(events=[event]))
+    follower.sync(store)
+    follower.cursor = 0  # a reader that reads the whole log again
+    follower.sync(store)
     at = T0 + 10 + 901
-    for fresh in (rules, NotifyRules(loaded.config.notify, base_url=BASE_URL)):
-        fresh.clocks(incident, incident_clocks(incident, store.events(INCIDENT), at), at)
-        store.commit(fresh.fill(Batch()))
+    for fresh in (follower, follower_of(store, loaded)):
+        fresh.refresh(at, ["bird"])
+        fresh.sync(store)
     assert [n.event for n in store.pending()] == ["opened", "clock_breached"]
+    assert store.notify_cursor() == 1
+
+
+def test_events_of_any_writer_notify_once(store: IncidentStore) -> None:
+    """A user event written by another process (no rules at hand) notifies at the next sync."""
+    loaded = config(ALL)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    opened = Opened("bird", INCIDENT, 1, "Critical Issue", T0, T0 + 10, ("api",))
+    store.commit(Batch(events=[signal_event(opened, terms, source="classifier")]))
+    follower = follower_of(store, loaded)
+    follower.sync(store)
+    resolved = user_event(INCIDENT, "resolved", at=T0 + 50, source="cli", recorded_at=T0 + 50)
+    store.commit(Batch(events=[resolved]))
+    assert INCIDENT in follower.open
+    follower.sync(store)
+    follower.sync(store)
+    assert [n.event for n in store.pending()] == ["opened", "resolved"]
+    assert INCIDENT not in follower.open
+
+
+def test_replayed_history_notifies_nobody(store: IncidentStore) -> None:
+    """Events filed by ``slawatch replay --store`` are history, not news."""
+    loaded = config(ALL)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    opened = Opened("bird", INCIDENT, 1, "Critical Issue", T0, T0 + 10, ("api",))
+    store.commit(Batch(events=[signal_event(opened, terms, source="replay")]))
+    follower = follower_of(store, loaded)
+    follower.sync(store)
+    assert store.pending() == []
+    assert store.notify_cursor() == 1
 
 
 def test_a_refused_event_queues_nothing(store: IncidentStore) -> None:
-    """Notifications share the event's transaction: an event that cannot apply writes neither."""
+    """An event that cannot apply is not written, so nothing follows from it."""
     loaded = config(ALL)
-    rules = NotifyRules(loaded.config.notify, base_url=BASE_URL)
+    follower = follower_of(store, loaded)
     bad = user_event("nope", "resolved", at=T0, source="cli", recorded_at=T0)
     with pytest.raises(LifecycleError):
-        store.commit(rules.fill(Batch(events=[bad])))
+        store.commit(Batch(events=[bad]))
+    follower.sync(store)
     assert store.pending() == []
 
 
@@ -168,27 +216,28 @@ def test_due_soon_lead(before_deadline: int, *, due: bool) -> None:
     loaded = config(ALL)
     rules = NotifyRules(loaded.config.notify, base_url=BASE_URL)
     store = MemoryStore()
-    terms = sla_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
     opened = Opened("bird", INCIDENT, 1, "Critical Issue", T0, T0 + 10, ("api",))
     store.commit(Batch(events=[signal_event(opened, terms, source="classifier")]))
-    from incidents.lifecycle import incident_clocks
-
     incident = store.get(INCIDENT)
     assert incident is not None
     now = T0 + 10 + 900 - before_deadline
-    rules.clocks(incident, incident_clocks(incident, store.events(INCIDENT), now), now)
-    assert ["clock_due"] * due == [n.event for n in rules.take() if n.event == "clock_due"]
+    notes = rules.clocks(incident, incident_clocks(incident, store.events(INCIDENT), now), now)
+    assert ["clock_due"] * due == [n.event for n in notes if n.event == "clock_due"]
 
 
 def test_prober_health_notifies_once_per_fault() -> None:
     """A check that stays unhealthy notifies once; after recovering, a new fault notifies again."""
     loaded = config(ALL)
     rules = NotifyRules(loaded.config.notify, base_url=BASE_URL, prober="eu-1")
-    for at, healthy in [(1, False), (2, False), (3, True), (4, True), (5, False)]:
-        rules.prober_health("launch_lag", healthy=healthy, now=T0 + at, detail="lag 2.5s")
-    notes = rules.take()
+    notes = [
+        note
+        for at, healthy in [(1, False), (2, False), (3, True), (4, True), (5, False)]
+        for note in rules.prober_health(
+            "launch_lag", healthy=healthy, now=T0 + at, detail="lag 2.5s"
+        )
+    ]
     assert [n.document["at"] for n in notes] == ["2026-11-02T10:00:01Z", "2026-11-02T10:00:05Z"]
-    assert rules.take() == []
 
 
 def test_outbox_states_and_counts(store: IncidentStore) -> None:
@@ -227,7 +276,27 @@ def test_sqlite_outbox_migration(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     loaded = config(ALL)
     with SqliteStore(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         story(loaded, NotifyRules(loaded.config.notify, base_url=BASE_URL), store)
     with SqliteStore(path) as store:
         assert len(store.pending()) == 8
+
+
+def test_sqlite_migration_starts_the_cursor_after_existing_events(tmp_path: Path) -> None:
+    """A store from before the event-log cursor does not notify its old events again."""
+    path = tmp_path / "s.db"
+    loaded = config(ALL)
+    terms = freeze_terms(loaded.config.service("bird"), loaded.catalog, loaded.calendars(), at=T0)
+    opened = Opened("bird", INCIDENT, 1, "Critical Issue", T0, T0 + 10, ("api",))
+    with SqliteStore(path) as store:
+        store.commit(Batch(events=[signal_event(opened, terms, source="classifier")]))
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DELETE FROM state WHERE key = 'notify_cursor'")
+        conn.execute("UPDATE schema_version SET version = 2")
+    conn.close()
+    with SqliteStore(path) as store:
+        assert store.schema_version() == 3
+        assert store.notify_cursor() == 1
+        follower_of(store, loaded).sync(store)
+        assert store.pending() == []

@@ -14,8 +14,8 @@ from notify_fixtures import T0, WRITER, Receiver
 
 from config.model import WebhookNotify
 from incidents.sqlite_store import SqliteStore
+from notify.worker import Notifier
 from probe.clock import ManualClock
-from slawatch.notifier import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,8 +69,7 @@ async def test_sigkill_with_queued_notifications(
 
 async def test_restart_keeps_the_backoff(aiohttp_server: Any, tmp_path: Path) -> None:
     """A worker started after a failed try waits until the recorded next try, not at once."""
-    from incidents.notify import Notification
-    from incidents.store import Batch
+    from incidents.outbox import Notification
 
     receiver = Receiver()
     server = await aiohttp_server(receiver.app(), host="127.0.0.1")
@@ -84,7 +83,7 @@ async def test_restart_keeps_the_backoff(aiohttp_server: Any, tmp_path: Path) ->
 
     with SqliteStore(tmp_path / "store.db") as store:
         note = Notification("k:hook", "hook", "opened", T0, {"event": "opened"}, next_at=T0)
-        store.commit(Batch(notifications=[note]))
+        store.enqueue([note])
         store.mark_failed("k:hook", tries=3, next_at=T0 + 8, error="HTTP 503")
         await Notifier([channel], clock=clock, sleep=sleep).drain(store)
         (done,) = store.notifications(state="delivered")

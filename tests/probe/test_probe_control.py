@@ -14,11 +14,11 @@ from probe_servers import free_port, raw_server, table_matches_docstring
 
 from config.loader import load_config_text
 from config.model import Config, ControlTarget, ServiceConfig
+from config.secrets import REDACTED, Redactor
 from probe.attempt import Channel, Outcome
 from probe.base import CONTROL_SERVICE, ProbeContext
 from probe.clock import SystemClock
 from probe.control import CONTROL_ERRORS, ControlProbe
-from probe.redact import REDACTED, Redactor
 from probe.registry import PROBES, build_probes, probe_context
 
 
@@ -207,4 +207,4 @@ async def test_build_probes(
 )
 def test_redactor(secrets: set[str], text: str, expected: str) -> None:
     """Secrets and URL passwords are replaced; details stay one short line."""
-    assert Redactor(secrets)(text) == expected
+    assert Redactor(secrets).detail(text) == expected

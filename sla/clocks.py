@@ -30,15 +30,16 @@ from typing import Any, Literal
 
 from config.catalog import ClockName, PolicySpec
 from config.durations import format_duration
-from incidents.businesstime import (
+from config.timetext import format_time
+from sla.businesstime import (
     Pause,
     add_business_time,
     business_time_between,
     signed_business_time,
 )
-from incidents.calendar import Calendar, always_open
-from incidents.events import IncidentEvent, format_utc
-from incidents.policy import ClockDefinition, PolicyError, SeverityClocks, resolve_clocks
+from sla.calendar import Calendar, always_open
+from sla.events import IncidentEvent
+from sla.policy import ClockDefinition, PolicyError, SeverityClocks, resolve_clocks
 
 ClockStatus = Literal["running", "paused", "met", "breached"]
 
@@ -64,7 +65,7 @@ class ClockState:
     def to_json(self) -> dict[str, Any]:
         """The JSON form used by replay, the API and evidence."""
         return {
-            "deadline": None if self.deadline is None else format_utc(self.deadline),
+            "deadline": None if self.deadline is None else format_time(self.deadline),
             "state": self.state,
             "target": None if self.target is None else format_duration(self.target),
             "calendar": self.calendar,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, get_args
+
+from config.timetext import TimeTextError, format_time, parse_time
 
 EventKind = Literal[
     "ticket_opened",
@@ -56,9 +57,9 @@ class IncidentEvent:
 
     def to_json(self) -> dict[str, Any]:
         """``{"kind", "at", ["next_update_at"], ["severity"]}``, times RFC 3339 UTC."""
-        record: dict[str, Any] = {"kind": self.kind, "at": format_utc(self.at)}
+        record: dict[str, Any] = {"kind": self.kind, "at": format_time(self.at)}
         if self.next_update_at is not None:
-            record["next_update_at"] = format_utc(self.next_update_at)
+            record["next_update_at"] = format_time(self.next_update_at)
         if self.severity is not None:
             record["severity"] = self.severity
         return record
@@ -76,33 +77,14 @@ class IncidentEvent:
         severity = data.get("severity")
         if severity is not None and (isinstance(severity, bool) or not isinstance(severity, int)):
             raise EventError(f"severity must be 1, 2 or 3, got {severity!r}")
+        try:
+            at = parse_time(data.get("at"))
+            next_at = None if next_update is None else parse_time(next_update)
+        except TimeTextError as exc:
+            raise EventError(str(exc)) from None
         return cls(
             kind=kind,
-            at=parse_utc(data.get("at")),
-            next_update_at=None if next_update is None else parse_utc(next_update),
+            at=at,
+            next_update_at=next_at,
             severity=severity,
         )
-
-
-def format_utc(epoch: float) -> str:
-    """UTC epoch seconds as RFC 3339 with ``Z``; milliseconds only when the time has a fraction."""
-    whole = math.floor(epoch)
-    text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    millis = math.floor((epoch - whole) * 1000 + 1e-6)
-    if millis:
-        # Truncated, never rounded up: a deadline shown is never later than the real one.
-        text += f".{min(millis, 999):03d}"
-    return text + "Z"
-
-
-def parse_utc(text: object) -> float:
-    """RFC 3339 text with a ``Z`` or any offset to UTC epoch seconds; EventError otherwise."""
-    if not isinstance(text, str):
-        raise EventError(f"expected an RFC 3339 time, got {text!r}")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise EventError(f"invalid RFC 3339 time {text!r}") from None
-    if parsed.tzinfo is None:
-        raise EventError(f"time {text!r} has no UTC offset")
-    return parsed.timestamp()

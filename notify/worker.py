@@ -1,39 +1,26 @@
-"""The notification worker: the store's outbox to webhooks, Slack, PagerDuty, Alertmanager, mail.
+"""The delivery worker: the store's outbox to every configured channel, each on its own.
 
 Each channel has its own worker task, so a slow or failing channel delays nobody else
-(and never the probes: the daemon only commits rows to the outbox). A worker sends the
+(and never the probes: the daemon only writes rows to the outbox). A worker sends the
 oldest pending notification of its channel and moves on only once it is delivered or
 dead-lettered, which keeps each channel in order. Tries are retried by tenacity with
 capped exponential backoff and jitter; every failed try is written to the store (tries
 made, when the next may start), so a restarted worker continues the same schedule, and
 after ``max_tries`` the notification is dead-lettered. Delivery is at least once: the
 idempotency key (``Idempotency-Key`` header, e-mail ``Message-ID``) lets receivers drop
-repeats.
-
-Errors, classified once::
-
-    2xx                                   delivered
-    408, 425, 429, 5xx, timeout, network  failed try, retried (DeliveryError)
-    other 3xx/4xx, SMTP 5xx reply         dead at once (PermanentDeliveryError)
-    any other exception (a bug of ours)   failed try, retried, logged with its traceback
+repeats. How each error is classified: ``notify/sender.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from email.message import EmailMessage
-from email.utils import formatdate
 from typing import Any, Protocol
 
 import aiohttp
-import aiosmtplib
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -42,32 +29,16 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from config import LoadedConfig
-from config.model import (
-    AlertmanagerNotify,
-    EmailNotify,
-    NotifyChannel,
-    PagerDutyNotify,
-    SlackNotify,
-    WebhookNotify,
-)
-from incidents.evidence import bundle_for, render
-from incidents.notify import (
-    Notification,
-    alertmanager_body,
-    email_subject,
-    email_text,
-    is_ticket_draft,
-    pagerduty_body,
-    slack_body,
-    webhook_body,
-)
+from config.model import NotifyChannel
+from config.secrets import Redactor
+from incidents.outbox import Notification
 from incidents.store import IncidentStore
+from notify.email import Evidence
+from notify.registry import make_sender
+from notify.sender import DeliveryError, PermanentDeliveryError, Sender, SenderContext
 from probe.clock import Clock
-from probe.redact import Redactor
-from slawatch.metrics import Metrics
 
-log = logging.getLogger("slawatch.notifier")
+log = logging.getLogger("slawatch.notify")
 
 # Backoff between tries: 1 s, 2 s, 4 s … plus up to 1 s of jitter, capped at 5 minutes.
 BACKOFF_INITIAL_S = 1.0
@@ -75,153 +46,18 @@ BACKOFF_MAX_S = 300.0
 BACKOFF_JITTER_S = 1.0
 # An idle worker looks at the outbox this often even when nobody wakes it.
 POLL_S = 5.0
-# Receivers' answers are kept in error messages up to this length.
-ERROR_TEXT = 200
-RETRYABLE_STATUS = frozenset({408, 425, 429})
-SIGNATURE_HEADER = "X-Slawatch-Signature"
 
 Sleep = Callable[[float], Awaitable[None]]
-# (store, incident id) → the incident's Markdown evidence, or None.
-Evidence = Callable[[IncidentStore, str], str | None]
 
 
-class DeliveryError(Exception):
-    """A try failed in a way a later try may not (timeout, network, 5xx, 429)."""
+class DeliveryMetrics(Protocol):
+    """What the worker reports (slawatch.metrics.Metrics implements it)."""
 
+    def notification(self, channel: str, result: str) -> None:
+        """Count one try of ``channel``: delivered, failed or dead."""
 
-class PermanentDeliveryError(DeliveryError):
-    """A try failed in a way no retry can fix (the receiver refuses the request itself)."""
-
-
-class Sender(Protocol):
-    """Delivers one notification to one channel, or raises DeliveryError."""
-
-    async def send(self, note: Notification, *, sent_at: float) -> None:
-        """Deliver ``note``, stamped ``sent_at``."""
-
-
-def signature(secret: str, body: bytes) -> str:
-    """The ``X-Slawatch-Signature`` value: ``sha256=`` and the hex HMAC-SHA256 of the raw body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _encode(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-class HttpSender:
-    """POSTs a channel's JSON payload with the notification's ``Idempotency-Key``."""
-
-    def __init__(
-        self,
-        url: str,
-        body: Callable[[Notification, float], Any],
-        *,
-        session: Callable[[], aiohttp.ClientSession],
-        timeout: float,
-        secret: str | None = None,
-    ) -> None:
-        self.url = url
-        self._body = body
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._secret = secret
-
-    async def send(self, note: Notification, *, sent_at: float) -> None:
-        """POST the payload; 2xx delivers, anything else raises (see the module's table)."""
-        raw = _encode(self._body(note, sent_at))
-        headers = {"Content-Type": "application/json", "Idempotency-Key": note.key}
-        if self._secret is not None:
-            headers[SIGNATURE_HEADER] = signature(self._secret, raw)
-        try:
-            async with self._session().post(
-                self.url, data=raw, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                if 200 <= response.status < 300:
-                    return
-                text = (await response.text(errors="replace"))[:ERROR_TEXT].strip()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # Never the URL: a Slack webhook's path is its secret.
-            raise DeliveryError(f"{type(exc).__name__}: {exc or 'timed out'}") from None
-        message = f"HTTP {response.status}" + (f": {text}" if text else "")
-        if response.status >= 500 or response.status in RETRYABLE_STATUS:
-            raise DeliveryError(message)
-        raise PermanentDeliveryError(message)
-
-
-class EmailSender:
-    """Sends a notification, or a ticket draft with the incident's evidence, through SMTP."""
-
-    def __init__(
-        self,
-        channel: EmailNotify,
-        *,
-        evidence: Callable[[str], Awaitable[str | None]],
-        tls_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.channel = channel
-        self._evidence = evidence
-        self._tls_context = tls_context
-
-    async def message(self, note: Notification, *, sent_at: float) -> EmailMessage:
-        """The e-mail of one notification (a ticket draft when the channel asks for one)."""
-        channel = self.channel
-        draft = channel.ticket_draft and is_ticket_draft(note)
-        body = None
-        if draft and note.incident is not None:
-            body = await self._evidence(note.incident)
-        message = EmailMessage()
-        message["From"] = channel.from_
-        message["To"] = ", ".join(channel.to)
-        message["Subject"] = email_subject(note, ticket_draft=body is not None)
-        message["Date"] = formatdate(sent_at, usegmt=True)
-        # The same Message-ID on every try: mail systems drop the repeats of at-least-once.
-        digest = hashlib.sha256(note.key.encode()).hexdigest()[:32]
-        message["Message-ID"] = f"<{digest}@slawatch>"
-        message["X-Slawatch-Idempotency-Key"] = note.key
-        message["X-Slawatch-Event"] = note.event
-        message.set_content(body if body is not None else email_text(note))
-        return message
-
-    async def send(self, note: Notification, *, sent_at: float) -> None:
-        """Hand the message to the relay; a 5xx reply is permanent, the rest retried."""
-        channel = self.channel
-        message = await self.message(note, sent_at=sent_at)
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=channel.host,
-                port=channel.port,
-                username=channel.username,
-                password=None if channel.password is None else channel.password.get_secret_value(),
-                use_tls=channel.tls == "implicit",
-                start_tls=channel.tls == "starttls",
-                tls_context=self._tls_context,
-                timeout=channel.timeout,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = {r.code for r in exc.recipients}
-            error = f"recipients refused: {', '.join(str(r) for r in exc.recipients)}"
-            if all(code >= 500 for code in codes):
-                raise PermanentDeliveryError(error) from None
-            raise DeliveryError(error) from None
-        except aiosmtplib.SMTPResponseException as exc:
-            error = f"SMTP {exc.code}: {exc.message}"
-            if exc.code >= 500:
-                raise PermanentDeliveryError(error) from None
-            raise DeliveryError(error) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
-
-
-def markdown_evidence(loaded: Callable[[], LoadedConfig], clock: Clock, version: str) -> Evidence:
-    """Ticket-draft bodies: the incident's Markdown evidence as of the time it is sent."""
-
-    def evidence(store: IncidentStore, incident: str) -> str | None:
-        bundle = bundle_for(store, incident, loaded(), now=clock.time(), version=version)
-        return None if bundle is None else render(bundle, "md")
-
-    return evidence
+    def set_queue_depth(self, depths: Mapping[str, int], channels: Iterable[str]) -> None:
+        """Set the pending-notification gauge of every channel."""
 
 
 class Notifier:
@@ -232,7 +68,7 @@ class Notifier:
         channels: Iterable[NotifyChannel],
         *,
         clock: Clock,
-        metrics: Metrics | None = None,
+        metrics: DeliveryMetrics | None = None,
         sleep: Sleep = asyncio.sleep,
         evidence: Evidence | None = None,
         tls_context: ssl.SSLContext | None = None,
@@ -246,8 +82,8 @@ class Notifier:
         self._sleep = sleep
         self._evidence = evidence
         self._tls_context = tls_context
-        # Errors are stored and shown: the probes' redactor (secrets, URL passwords, one line).
-        self._redact = Redactor(secrets)
+        # Errors are stored and shown: redacted (secrets, URL passwords) and on one line.
+        self._redact = Redactor(secrets).detail
         self._backoff = (backoff_initial, backoff_max)
         self._poll = poll
         self._channels: dict[str, NotifyChannel] = {}
@@ -260,8 +96,12 @@ class Notifier:
         self._store: IncidentStore | None = None
         self.configure(channels)
 
-    def configure(self, channels: Iterable[NotifyChannel]) -> None:
-        """Use a (reloaded) config's channels; running workers restart with them."""
+    def configure(
+        self, channels: Iterable[NotifyChannel], *, secrets: Iterable[str] | None = None
+    ) -> None:
+        """Use a (reloaded) config's channels and secrets; running workers restart with them."""
+        if secrets is not None:
+            self._redact = Redactor(secrets).detail
         self._channels = {c.name: c for c in channels}
         self._senders = {name: self._sender(c) for name, c in self._channels.items()}
         self._reconfigured.set()
@@ -277,29 +117,10 @@ class Notifier:
         return self._session
 
     def _sender(self, channel: NotifyChannel) -> Sender:
-        def http(url: str, body: Callable[[Notification, float], Any]) -> HttpSender:
-            secret = getattr(channel, "secret", None)
-            return HttpSender(
-                url,
-                body,
-                session=self._get_session,
-                timeout=channel.timeout,
-                secret=None if secret is None else secret.get_secret_value(),
-            )
-
-        if isinstance(channel, WebhookNotify):
-            return http(channel.url, lambda n, at: webhook_body(n, sent_at=at))
-        if isinstance(channel, SlackNotify):
-            return http(channel.url, lambda n, _at: slack_body(n))
-        if isinstance(channel, PagerDutyNotify):
-            key = channel.routing_key.get_secret_value()
-            return http(channel.url, lambda n, at: pagerduty_body(n, routing_key=key, sent_at=at))
-        if isinstance(channel, AlertmanagerNotify):
-            url = channel.url.rstrip("/")
-            if not url.endswith("/api/v2/alerts"):
-                url += "/api/v2/alerts"
-            return http(url, lambda n, at: alertmanager_body(n, sent_at=at))
-        return EmailSender(channel, evidence=self._draft, tls_context=self._tls_context)
+        context = SenderContext(
+            session=self._get_session, evidence=self._draft, tls_context=self._tls_context
+        )
+        return make_sender(channel, context)
 
     # -- running ---------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 
-from incidents.calendar import Calendar
+from sla.calendar import Calendar
 
 # A closed interval of UTC epoch seconds during which a clock does not run.
 Pause = tuple[float, float]

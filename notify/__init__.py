@@ -1,0 +1,1 @@
+"""Notifications: rules derived from the incident event log, one module per channel, delivery."""

@@ -1,0 +1,1 @@
+"""Contract time: business calendars, business-time arithmetic, SLA policies and clocks."""

@@ -1,0 +1,68 @@
+"""What the daemon knows of itself and of each channel: health facts and the last verdicts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from classifier.verdict import COMBINED, SecondVerdict, Verdict
+from config import Config
+
+# /healthz fails when launches have lagged more than this (the loop is starved).
+HEALTHY_LAG_S = 1.0
+
+
+@dataclass(slots=True)
+class Health:
+    """Liveness and readiness facts, updated by the loops that know them."""
+
+    config_loaded: bool = False
+    store_open: bool = False
+    store_writable: bool = True
+    last_tick: float = 0.0
+    # The worst launch lag seen since the last tick (reset each tick).
+    lag_window: float = 0.0
+    last_lag: float = 0.0
+    store_error: str = ""
+    last_store_log: float = -math.inf
+    pending_batches: int = 0
+    stopping: bool = False
+
+
+@dataclass(slots=True)
+class ChannelStatus:
+    """What the API and status page show of one channel: its last final second."""
+
+    verdict: str | None = None
+    second: int | None = None
+    streak: int = 0
+
+
+@dataclass(slots=True)
+class Board:
+    """The last final second of every service's channels (and ``combined``)."""
+
+    channels: dict[str, dict[str, ChannelStatus]] = field(default_factory=dict)
+
+    def reconfigure(self, config: Config) -> None:
+        """Make room for every configured service and channel (kept ones keep their status)."""
+        for service in config.services:
+            channels = self.channels.setdefault(service.name, {})
+            for name, targets in (("api", service.api), ("smtp", service.smtp)):
+                if targets:
+                    channels.setdefault(name, ChannelStatus())
+            channels.setdefault(COMBINED, ChannelStatus())
+
+    def record(self, verdict: SecondVerdict) -> int:
+        """Take one final second; the channel's unavailable streak after it."""
+        status = self.channels.setdefault(verdict.service, {}).setdefault(
+            verdict.channel, ChannelStatus()
+        )
+        status.streak = status.streak + 1 if verdict.verdict is Verdict.UNAVAILABLE else 0
+        status.verdict = str(verdict.verdict)
+        status.second = verdict.second
+        return status.streak
+
+    def of(self, service: str) -> dict[str, ChannelStatus]:
+        """The channels of one service (empty when unknown)."""
+        return self.channels.get(service, {})
