@@ -4,7 +4,9 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 COPY probe ./probe
 COPY classifier ./classifier
+COPY sla ./sla
 COPY incidents ./incidents
+COPY notify ./notify
 COPY config ./config
 COPY slawatch ./slawatch
 RUN pip wheel --no-deps -w /dist .

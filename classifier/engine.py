@@ -17,10 +17,10 @@ from classifier.verdict import (
     OUTCOME_INDEX,
     OUTCOMES,
     PROBE_ERROR_INDEX,
-    RANK,
     VERDICTS,
     SecondVerdict,
     Verdict,
+    combine,
     counting_indexes,
     is_bad,
     judge,
@@ -33,8 +33,6 @@ from probe.attempt import Attempt, Channel
 DEFAULT_TIMEOUT_S = 10.0
 _VERDICT_INDEX = {verdict: i for i, verdict in enumerate(VERDICTS)}
 _NO_DATA = _VERDICT_INDEX[Verdict.NO_DATA]
-# verdict → (index in VERDICTS, rank in COMBINE_PRECEDENCE, counts against the provider).
-_INFO = {v: (_VERDICT_INDEX[v], RANK[v], is_bad(v)) for v in VERDICTS}
 _ZERO = (0,) * len(OUTCOMES)
 # What a second comes to for every service, in service order: the verdict index of each
 # channel (lanes order), the combined verdict and the mask of bad channels. Seconds with
@@ -457,8 +455,6 @@ def _judge_lanes(
     state: _Service, bucket: Bucket, failed: frozenset[str] | None
 ) -> tuple[list[tuple[Verdict, Sequence[int], int]], Verdict, int]:
     """Each channel's verdict, counts and set-aside count; the combined verdict; the bad mask."""
-    combined = Verdict.NO_DATA
-    rank = RANK[combined]
     mask = 0
     lanes: list[tuple[Verdict, Sequence[int], int]] = []
     for _, key, _, bit in state.lanes:
@@ -472,13 +468,10 @@ def _judge_lanes(
         else:
             counts, set_aside = _pool(probers, failed)
         verdict = judge(counts, state.counting, set_aside)
-        _, verdict_rank, bad = _INFO[verdict]
-        if bad:
+        if is_bad(verdict):
             mask |= bit
-        if verdict_rank < rank:
-            combined, rank = verdict, verdict_rank
         lanes.append((verdict, counts, set_aside))
-    return lanes, combined, mask
+    return lanes, combine(verdict for verdict, _, _ in lanes), mask
 
 
 def _pool(probers: dict[str, list[int]], failed: frozenset[str] | None) -> tuple[list[int], int]:

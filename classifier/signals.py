@@ -3,12 +3,16 @@
 Every time in a signal is integer UTC epoch seconds: a second ``s`` stands for the
 instant ``s`` (its start); ``detected_at`` is the *end* of the second in which the
 condition became true, so it is that second plus one. Render with
-``probe.attempt.format_time`` for RFC 3339.
+``config.timetext.format_time`` for RFC 3339.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
+
+from config.timetext import format_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +78,13 @@ class Reopened:
 
 
 IncidentSignal = Opened | Upgraded | Restored | Reopened
+
+
+def signal_facts(signal: IncidentSignal) -> dict[str, Any]:
+    """What a signal says beyond its service and incident, times as RFC 3339 (for logs)."""
+    return {
+        field.name: format_time(value) if field.name.endswith("_at") else value
+        for field in dataclasses.fields(signal)
+        if field.name not in ("service", "incident", "channels")
+        and (value := getattr(signal, field.name)) is not None
+    }

@@ -124,6 +124,16 @@ class ServerConfig(Strict):
     # Base URL used in links (notifications, evidence); defaults to http://<listen>.
     public_url: Url | None = None
 
+    @property
+    def base_url(self) -> str:
+        """The base URL for links: ``public_url``, else the listen address (or loopback)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, _, port = self.listen.rpartition(":")
+        if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104  (a wildcard bind, not a bind here)
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"
+
 
 class StorageConfig(Strict):
     """Where incidents, verdict runs and evidence are kept."""

@@ -140,7 +140,7 @@ async def demo(args: argparse.Namespace, out: TextIO, clock: Clock) -> int:
     loaded = load_config(config_path)
     story = Story(clock, out)
     daemon = build(loaded, clock=clock, registry=CollectorRegistry(), on_signal=story.signal)
-    base = daemon.public_url()
+    base = daemon.loaded.config.server.base_url
     story.say(
         f"simulated provider: API {provider.api_url}, SMTP {provider.host}:{provider.smtp_port}"
     )

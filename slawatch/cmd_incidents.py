@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from config import LoadedConfig, load_config
-from config.catalog import ClockName
 from config.timetext import TimeTextError, format_time, parse_time
-from incidents.lifecycle import LifecycleError, fold, incident_clocks, user_event
-from incidents.model import INCIDENT_STATES, USER_KINDS, EventRecord, Incident
+from incidents.lifecycle import LifecycleError, fold, user_event
+from incidents.model import INCIDENT_STATES, USER_KINDS
 from incidents.outbox import OUTBOX_STATES, Notification
 from incidents.sqlite_store import SqliteStore, store_path
 from incidents.store import Batch, StoreError
+from incidents.view import incident_view
 from probe.clock import SystemClock
-from sla.clocks import ClockState, clocks_json
 from sla.events import EventError
-from sla.policy import PolicyError
 from slawatch.errors import InputError
 
 
@@ -123,14 +121,6 @@ def list_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clocks(incident: Incident, events: list[EventRecord], now: float) -> dict[str, Any]:
-    try:
-        states: dict[ClockName, ClockState] = incident_clocks(incident, events, now)
-    except PolicyError as exc:
-        return {"error": str(exc)}
-    return clocks_json(states)
-
-
 def show_incident(args: argparse.Namespace) -> int:
     """Print one incident, its events and its SLA clocks as of now."""
     now = SystemClock().time()
@@ -140,17 +130,11 @@ def show_incident(args: argparse.Namespace) -> int:
         if incident is None:
             raise InputError(f"no incident {args.id!r} in {store.path}")
         notes = store.notifications(incident=args.id)
-    clocks = _clocks(incident, events, now)
+    data = incident_view(incident, events, now, with_events=True)
     if args.format == "json":
-        document = {
-            **incident.to_json(),
-            "events": [e.to_json() for e in events],
-            "clocks": clocks,
-            "notifications": [_notification_json(n) for n in notes],
-        }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        data["notifications"] = [_notification_json(n) for n in notes]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return 0
-    data = incident.to_json()
     for key in ("id", "service", "state", "severity", "provider_severity", "channels"):
         value = data[key]
         print(f"{key:<18}{', '.join(value) if isinstance(value, list) else value}")
@@ -167,11 +151,9 @@ def show_incident(args: argparse.Namespace) -> int:
         detail = "  ".join(x for x in extra if x)
         print(f"  {format_time(event.at)}  {event.kind:<19}by {event.source:<11}{detail}".rstrip())
     print("\nclocks")
-    if "error" in clocks:
-        print(f"  {clocks['error']}")
-    for name, clock in clocks.items():
-        if name == "error":
-            continue
+    if data.get("clocks_error"):
+        print(f"  {data['clocks_error']}")
+    for name, clock in data["clocks"].items():
         print(
             f"  {name:<15}{clock['state']:<9}deadline {clock['deadline'] or '-'}"
             f"  target {clock['target'] or 'tracked'} ({clock['calendar']})"

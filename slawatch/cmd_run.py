@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -33,7 +34,11 @@ def run_daemon(args: argparse.Namespace) -> int:
     setup_logging(level=args.log_level, fmt=args.log_format, redactor=lambda: daemon.loaded.redact)
 
     async def main() -> None:
-        daemon.install_signal_handlers()
+        # SIGHUP reloads the config; SIGTERM and SIGINT stop gracefully.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        loop.add_signal_handler(signal.SIGTERM, daemon.stop)
+        loop.add_signal_handler(signal.SIGINT, daemon.stop)
         await daemon.run(web_app=make_app(daemon))
 
     try:

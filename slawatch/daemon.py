@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
-import signal
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from classifier.engine import Classifier, Finalized
-from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
+from classifier.signals import IncidentSignal, signal_facts
 from config import ConfigError, LoadedConfig, load_config
-from config.timetext import format_time
 from incidents.model import EventRecord, Incident
 from incidents.recorder import Recorder
 from incidents.sqlite_store import SqliteStore, store_path
@@ -33,11 +30,11 @@ from notify.rules import NotifyRules
 from notify.worker import Notifier
 from probe.attempt import Attempt
 from probe.clock import Clock
-from probe.registry import build_probes, probe_context
-from probe.scheduler import Launch, MissedLaunches, Scheduler
 from slawatch import __version__
 from slawatch.follower import EventFollower
 from slawatch.metrics import Metrics
+from slawatch.probing import Probing
+from slawatch.server import serve
 from slawatch.status import HEALTHY_LAG_S, Board, Health
 from slawatch.writer import StoreWriter
 
@@ -49,12 +46,6 @@ T = TypeVar("T")
 TICK_OFFSET = 0.05
 # Retention runs at start and then this often: rows expire by the day, not the second.
 PRUNE_INTERVAL = 3600.0
-_SIGNAL_LOG: dict[type, str] = {
-    Opened: "incident opened",
-    Upgraded: "incident upgraded",
-    Restored: "incident restored",
-    Reopened: "incident reopened",
-}
 
 
 class Daemon:
@@ -76,7 +67,11 @@ class Daemon:
         self.health = Health(config_loaded=True)
         self.status = Board()
         self.writer = StoreWriter(self.health)
-        rules = NotifyRules(loaded.config.notify, base_url=self.public_url(), prober=self.prober)
+        rules = NotifyRules(
+            loaded.config.notify,
+            base_url=loaded.config.server.base_url,
+            prober=loaded.config.prober.id,
+        )
         self.follower = EventFollower(rules, self.metrics)
         self.notifier = Notifier(
             loaded.config.notify,
@@ -90,13 +85,12 @@ class Daemon:
         self.store: IncidentStore | None = store
         self._own_store = store is None
         self._on_signal = on_signal
-        self._context = probe_context(loaded, clock)
-        self.scheduler = Scheduler(
+        self.probing = Probing(
+            loaded,
             clock=clock,
+            metrics=self.metrics,
+            health=self.health,
             on_attempt=self._on_attempt,
-            prober=self.prober,
-            on_launch=self._on_launch,
-            on_missed=self._on_missed,
         )
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -104,26 +98,9 @@ class Daemon:
         self.metrics.prepare(loaded.config)
         self.status.reconfigure(loaded.config)
 
-    @property
-    def prober(self) -> str:
-        """The prober id of this instance."""
-        return self.loaded.config.prober.id
-
     async def read(self, func: Callable[..., T], *args: object) -> T:
         """Run a store read off the event loop (reads do not queue behind the writer)."""
         return await asyncio.to_thread(func, *args)
-
-    def public_url(self) -> str:
-        """The base URL for links: ``server.public_url``, else the listen address."""
-        server = self.loaded.config.server
-        if server.public_url:
-            return server.public_url.rstrip("/")
-        host, _, port = server.listen.rpartition(":")
-        if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104  (a wildcard bind, not a bind here)
-            host = "127.0.0.1"
-        return f"http://{host}:{port}"
-
-    # -- attempts ----------------------------------------------------------------
 
     def _on_attempt(self, attempt: Attempt) -> None:
         self.metrics.attempt(attempt)
@@ -143,25 +120,6 @@ class Daemon:
             # A service removed by a reload while its attempt was in flight.
             return
         self.recorder.attempt(attempt)
-
-    def _on_launch(self, launch: Launch) -> None:
-        self.metrics.launch_lag(launch.lag)
-        self.health.lag_window = max(self.health.lag_window, launch.lag)
-
-    def _on_missed(self, missed: MissedLaunches) -> None:
-        self.metrics.missed_launch(missed.service, missed.target, missed.count)
-        log.warning(
-            "launches missed",
-            extra={
-                "service": missed.service,
-                "target": missed.target,
-                "reason": missed.reason,
-                "count": missed.count,
-                "first_second": format_time(missed.first_second),
-            },
-        )
-
-    # -- life --------------------------------------------------------------------
 
     async def open_store(self) -> IncidentStore:
         """Open the store and resume the classifier, the recorder and the follower from it."""
@@ -183,23 +141,22 @@ class Daemon:
         return store
 
     async def run(self, *, web_app: web.Application | None = None) -> None:
-        """Run until :meth:`stop`: probing, judging, recording, serving."""
+        """Run until :meth:`stop`: probing, judging, recording, serving ``web_app``."""
         async with contextlib.AsyncExitStack() as resources:
             # Closed in reverse order: the web first, then the probes' sessions, the store.
             resources.callback(self.writer.close)
             store = await self.open_store()
             if self._own_store:
                 resources.push_async_callback(self.writer.run, store.close)
-            resources.push_async_callback(self._context.close)
             if web_app is not None:
-                resources.push_async_callback(await self._start_web(web_app))
-            self.scheduler.replace(build_probes(self.loaded.config, self._context))
+                resources.push_async_callback(await serve(web_app, self.loaded.config.server))
+            targets = self.probing.start()
             log.info(
                 "slawatch started",
                 extra={
                     "version": __version__,
                     "services": len(self.loaded.config.services),
-                    "targets": len(self.scheduler.targets()),
+                    "targets": targets,
                     "config_digest": self.loaded.digest[:12],
                 },
             )
@@ -218,22 +175,6 @@ class Daemon:
     def request_reload(self) -> None:
         """Ask the daemon to reload its config file at the next tick."""
         self._reload.set()
-
-    def install_signal_handlers(self) -> None:
-        """SIGHUP reloads; SIGTERM and SIGINT stop gracefully."""
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-        loop.add_signal_handler(signal.SIGTERM, self.stop)
-        loop.add_signal_handler(signal.SIGINT, self.stop)
-
-    async def _start_web(self, app: web.Application) -> Callable[[], Awaitable[None]]:
-        host, _, port = self.loaded.config.server.listen.rpartition(":")
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
-        await site.start()
-        log.info("listening", extra={"address": self.loaded.config.server.listen})
-        return runner.cleanup
 
     async def _tick_loop(self) -> None:
         next_tick = math.floor(self.clock.time()) + 1 + TICK_OFFSET
@@ -267,9 +208,9 @@ class Daemon:
         )
         self._judge(self.classifier.advance(now), now)
         await self._settle(now)
-        if now - self._last_prune >= PRUNE_INTERVAL and health.store_writable:
+        if now - self._last_prune >= PRUNE_INTERVAL and health.store_writable and self.store:
             self._last_prune = now
-            await self._prune(now)
+            await self.writer.prune(self.store, now, self.loaded.config.storage)
 
     def _judge(self, found: Finalized, now: float) -> None:
         """Take what became final: each verdict to the board and metrics, all to the recorder."""
@@ -277,15 +218,9 @@ class Daemon:
             self.metrics.verdict(verdict, self.status.record(verdict))
         self.recorder.record(found.verdicts, found.signals, now=now)
         for sig in found.signals:
-            facts = {
-                f.name: format_time(value) if f.name.endswith("_at") else value
-                for f in dataclasses.fields(sig)
-                if f.name not in ("service", "incident", "channels")
-                and (value := getattr(sig, f.name)) is not None
-            }
             log.warning(
-                _SIGNAL_LOG[type(sig)],
-                extra={"incident": sig.incident, "service": sig.service, **facts},
+                f"incident {type(sig).__name__.lower()}",
+                extra={"incident": sig.incident, "service": sig.service, **signal_facts(sig)},
             )
             if self._on_signal is not None:
                 self._on_signal(sig)
@@ -303,33 +238,6 @@ class Daemon:
             await self.writer.run(follower.flush, store)
         self.notifier.wake()
 
-    async def _prune(self, now: float) -> None:
-        """Drop what retention no longer keeps (verdict runs, incidents, evidence samples)."""
-        store = self.store
-        if store is None:
-            return
-        storage = self.loaded.config.storage
-        try:
-            pruned = await self.writer.run(
-                lambda: store.prune(
-                    now, keep_runs=storage.retention_runs, keep_samples=storage.retention_attempts
-                )
-            )
-        except Exception as exc:  # noqa: BLE001  (retention must never stop the daemon)
-            self.writer.failed(exc, now)
-            return
-        if pruned.runs or pruned.samples or pruned.incidents:
-            log.info(
-                "retention applied",
-                extra={
-                    "runs": pruned.runs,
-                    "samples": pruned.samples,
-                    "incidents": pruned.incidents,
-                },
-            )
-
-    # -- user events ---------------------------------------------------------------
-
     async def record_event(self, event: EventRecord) -> Incident:
         """Write one user event now (not batched: the caller waits for its answer)."""
         store = self.store
@@ -339,8 +247,6 @@ class Daemon:
         await self.writer.run(self.follower.sync, store)
         self.notifier.wake()
         return incident
-
-    # -- reload ------------------------------------------------------------------
 
     def reload(self) -> bool:
         """Re-read the config file; apply it if valid, else log the located error and keep going."""
@@ -363,17 +269,16 @@ class Daemon:
         self.recorder.reconfigure(loaded)
         self.metrics.prepare(loaded.config)
         self.status.reconfigure(loaded.config)
-        self.follower.rules.reconfigure(loaded.config.notify, base_url=self.public_url())
+        self.follower.rules.reconfigure(
+            loaded.config.notify, base_url=self.loaded.config.server.base_url
+        )
         self.notifier.configure(loaded.config.notify, secrets=loaded.secrets)
-        self._context = probe_context(loaded, self.clock)
-        self.scheduler.replace(build_probes(loaded.config, self._context))
-
-    # -- shutdown ------------------------------------------------------------------
+        self.probing.reconfigure(loaded)
 
     async def _drain(self, store: IncidentStore) -> None:
         """Stop launching, judge every second the launched attempts complete, commit it."""
         stop_at = self.clock.time()
-        await self.scheduler.stop()
+        await self.probing.stop()
         # Every attempt launched before the stop is in: seconds before it are complete.
         found = self.classifier.advance_through(math.floor(stop_at) - 1)
         now = self.clock.time()

@@ -26,7 +26,6 @@ class SimulatedProvider:
         self.healthy = True
         self.http_port = 0
         self.smtp_port = 0
-        self.requests = 0
         self._runner: web.AppRunner | None = None
         self._smtp: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -60,7 +59,6 @@ class SimulatedProvider:
             await self._runner.cleanup()
 
     async def _account(self, _request: web.Request) -> web.Response:
-        self.requests += 1
         if self.healthy:
             return web.json_response({"results": {"customer_id": 1, "status": "active"}})
         return web.json_response({"errors": [{"message": "service unavailable"}]}, status=503)

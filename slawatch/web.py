@@ -141,7 +141,7 @@ async def services(request: web.Request) -> web.Response:
 def _incident_json(
     daemon: Daemon, incident: Incident, events: list[EventRecord], now: float
 ) -> dict[str, Any]:
-    return incident_view(incident, events, now, base_url=daemon.public_url())
+    return incident_view(incident, events, now, base_url=daemon.loaded.config.server.base_url)
 
 
 async def _load(
@@ -181,7 +181,11 @@ async def incident(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, "no such incident")
     now = daemon.clock.time()
-    return _json(incident_view(found, events, now, base_url=daemon.public_url(), with_events=True))
+    return _json(
+        incident_view(
+            found, events, now, base_url=daemon.loaded.config.server.base_url, with_events=True
+        )
+    )
 
 
 def _authorized(request: web.Request, daemon: Daemon) -> web.Response | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from config.model import StorageConfig
 from incidents.store import Batch, IncidentStore
 from slawatch.status import Health
 
@@ -66,6 +67,27 @@ class StoreWriter:
             run for run in merged.runs if (run.service, run.channel, run.first) not in newer
         ]
         nxt.high_water = {**merged.high_water, **nxt.high_water}
+
+    async def prune(self, store: IncidentStore, now: float, storage: StorageConfig) -> None:
+        """Drop what retention no longer keeps (verdict runs, incidents, evidence samples)."""
+        try:
+            pruned = await self.run(
+                lambda: store.prune(
+                    now, keep_runs=storage.retention_runs, keep_samples=storage.retention_attempts
+                )
+            )
+        except Exception as exc:  # noqa: BLE001  (retention must never stop the daemon)
+            self.failed(exc, now)
+            return
+        if pruned.runs or pruned.samples or pruned.incidents:
+            log.info(
+                "retention applied",
+                extra={
+                    "runs": pruned.runs,
+                    "samples": pruned.samples,
+                    "incidents": pruned.incidents,
+                },
+            )
 
     def failed(self, exc: BaseException, now: float) -> None:
         """Note a refused write (logged at most once a minute)."""

@@ -113,6 +113,8 @@ def test_event_then_show(folder: Path) -> None:
     ]
     assert document["clocks"]["first_response"] | {"elapsed_s": 0, "remaining_s": 0} == {
         "deadline": "2026-11-02T10:20:00Z",
+        # The same projection as the API's: the deadline also as epoch seconds.
+        "deadline_epoch": 1793614800.0,
         "state": "met",
         "target": "15m",
         "calendar": "24x7",

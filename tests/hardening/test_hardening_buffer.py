@@ -151,5 +151,5 @@ async def test_full_store_buffers_within_bound_then_catches_up(
         assert "store writable again; caught up" in caplog.messages
         _assert_caught_up(store, signals)
     finally:
-        await daemon._context.close()
+        await daemon.probing.stop()
         daemon.writer.close()

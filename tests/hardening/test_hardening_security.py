@@ -289,7 +289,7 @@ async def test_writes_need_token_off_loopback(
         assert "s3" not in await response.text()
     finally:
         await client.close()
-        await core._context.close()
+        await core.probing.stop()
         core.writer.close()
 
 

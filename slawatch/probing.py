@@ -1,0 +1,82 @@
+"""The daemon's probe side: the scheduler over the config's probes, and what it reports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from config import LoadedConfig
+from config.timetext import format_time
+from probe.attempt import Attempt
+from probe.base import ProbeContext
+from probe.clock import Clock
+from probe.registry import build_probes, probe_context
+from probe.scheduler import Launch, MissedLaunches, Scheduler
+from slawatch.metrics import Metrics
+from slawatch.status import Health
+
+log = logging.getLogger("slawatch.probe")
+
+
+class Probing:
+    """Runs the probes of the current config; a reload swaps them without losing an attempt."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock,
+        metrics: Metrics,
+        health: Health,
+        on_attempt: Callable[[Attempt], object],
+    ) -> None:
+        self._loaded = loaded
+        self._clock = clock
+        self._metrics = metrics
+        self._health = health
+        # Every context probes were built with: probes kept across a reload keep theirs
+        # (and its HTTP sessions), so all are closed only once the scheduler has stopped.
+        self._contexts: list[ProbeContext] = []
+        self.scheduler = Scheduler(
+            clock=clock,
+            on_attempt=on_attempt,
+            prober=loaded.config.prober.id,
+            on_launch=self._on_launch,
+            on_missed=self._on_missed,
+        )
+
+    def start(self) -> int:
+        """Schedule the config's probes; how many targets that is."""
+        self.reconfigure(self._loaded)
+        return len(self.scheduler.targets())
+
+    def reconfigure(self, loaded: LoadedConfig) -> None:
+        """Probe what ``loaded`` says from now on (unchanged probes keep their loops)."""
+        self._loaded = loaded
+        context = probe_context(loaded, self._clock)
+        self._contexts.append(context)
+        self.scheduler.replace(build_probes(loaded.config, context))
+
+    async def stop(self) -> None:
+        """Stop launching, let attempts in flight finish, then close every probe context."""
+        await self.scheduler.stop()
+        for context in self._contexts:
+            await context.close()
+        self._contexts.clear()
+
+    def _on_launch(self, launch: Launch) -> None:
+        self._metrics.launch_lag(launch.lag)
+        self._health.lag_window = max(self._health.lag_window, launch.lag)
+
+    def _on_missed(self, missed: MissedLaunches) -> None:
+        self._metrics.missed_launch(missed.service, missed.target, missed.count)
+        log.warning(
+            "launches missed",
+            extra={
+                "service": missed.service,
+                "target": missed.target,
+                "reason": missed.reason,
+                "count": missed.count,
+                "first_second": format_time(missed.first_second),
+            },
+        )

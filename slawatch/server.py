@@ -1,0 +1,23 @@
+"""Serve an aiohttp application on the configured listen address, for the daemon's lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from config.model import ServerConfig
+
+log = logging.getLogger("slawatch.web")
+
+
+async def serve(app: web.Application, server: ServerConfig) -> Callable[[], Awaitable[None]]:
+    """Start serving ``app`` on ``server.listen``; the coroutine function that stops it."""
+    host, _, port = server.listen.rpartition(":")
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
+    await site.start()
+    log.info("listening", extra={"address": server.listen})
+    return runner.cleanup
