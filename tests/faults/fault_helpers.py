@@ -1,6 +1,6 @@
 """Fault-matrix helpers: observe real attempts, re-stamp them onto a timeline, classify it.
 
-The method (README, "Reliability"): the real probes run with the real scheduler against a faulty
+The method (docs/reliability.md): the real probes run with the real scheduler against a faulty
 server for a few real seconds; their attempts are asserted as observed. Each observed
 second is then a *sample*: a timeline such as ``"30. 70x 130."`` (30 healthy seconds,
 70 faulty ones, 130 healthy ones) is built by copying the attempts of one observed second

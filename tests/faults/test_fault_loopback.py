@@ -3,7 +3,7 @@
 One scheduler runs every probe at once for a few real seconds against its faulty server
 (and a healthy provider); each fault's real attempts are asserted, then re-stamped onto a
 long timeline whose verdicts and incident events are asserted to the second
-(README, "Reliability").
+(docs/reliability.md).
 """
 
 from __future__ import annotations

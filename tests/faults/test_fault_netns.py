@@ -12,7 +12,7 @@ packets to port 8081 are dropped on the way out, so a SYN to 10.200.0.1:8081 is 
 answered. Each of cli, cut
 and dns runs ``slawatch probe`` (the real probes and scheduler, control checks included)
 for a few seconds; the attempts it prints are then judged as observed and re-stamped onto
-a long timeline (README, "Reliability").
+a long timeline (docs/reliability.md).
 """
 
 from __future__ import annotations
