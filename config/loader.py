@@ -42,9 +42,21 @@ class LoadedConfig:
         """The redactor of this config's secrets."""
         return Redactor(self.secrets)
 
+    def path(self, value: str) -> Path:
+        """A path named in this config: relative paths start at the config file's folder."""
+        return config_path(self.source, value)
+
     def calendars(self) -> dict[str, CalendarConfig]:
         """Catalog calendars overlaid with the config's own."""
         return {**self.catalog.calendars, **self.config.calendars}
+
+
+def config_path(source: str, value: str) -> Path:
+    """Where a path written in the config file ``source`` points (relative: its folder)."""
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    return Path(source).resolve().parent / candidate
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

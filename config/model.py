@@ -144,6 +144,14 @@ class StorageConfig(Strict):
     retention_attempts: PositiveDuration = 90 * 86400.0
 
 
+class EvidenceConfig(Strict):
+    """How evidence bundles are sealed: optionally signed with an Ed25519 key."""
+
+    # A PEM Ed25519 private key file (relative paths start at the config's folder). Read
+    # only when a bundle is made; its contents never appear in output, logs or errors.
+    signing_key: str | None = None
+
+
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAYS_RE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(?:-(mon|tue|wed|thu|fri|sat|sun))?$")
 _SPAN_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -428,6 +436,7 @@ class Config(Strict):
     prober: ProberConfig = Field(default_factory=ProberConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     calendars: dict[Name, CalendarConfig] = Field(default_factory=dict)
     control: list[ControlTarget] = Field(default_factory=list)
     services: list[ServiceConfig] = Field(default_factory=list)
