@@ -683,10 +683,6 @@ def _seal_mismatches(bundle: dict[str, Any], result: Verification) -> Iterator[t
         )
     if chain.get("head") != result.head:
         yield "chain", f"the chain's head is not {result.head}"
-    covered = sum(r.get("seconds", 0) for r in bundle["records"])
-    window = bundle.get("window")
-    if not isinstance(window, dict) or window.get("seconds") != covered:
-        yield "window", f"the records cover {covered} seconds, not the window's"
     for name, value in bundle.items():
         if name in ("records", "seal"):
             continue
@@ -697,6 +693,10 @@ def _seal_mismatches(bundle: dict[str, Any], result: Verification) -> Iterator[t
     for name in sealed:
         if name not in bundle:
             yield name, f"part {name!r} is sealed but missing"
+    covered = sum(r.get("seconds", 0) for r in bundle["records"])
+    window = bundle.get("window")
+    if not isinstance(window, dict) or window.get("seconds") != covered:
+        yield "records", f"the records cover {covered} seconds, not the window's"
     digest = seal_digest(sealed)
     if seal.get("digest") != digest:
         yield "seal", f"the seal digest is not {digest}"
