@@ -32,6 +32,8 @@ import html
 import io
 import json
 import math
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -62,8 +64,10 @@ GENESIS = "0" * 64
 DEFAULT_MARGIN_S = 60
 # Failures listed in the ticket body and the printable page (the JSON keeps them all).
 MAX_LISTED_SAMPLES = 20
-# The window is read from the store this many seconds at a time (memory stays bounded).
-SLICE_S = 900
+# The window is read from the store this many seconds at a time (memory stays bounded);
+# the summary, which needs only the runs, in longer slices.
+SLICE_S = 3_600
+SUMMARY_SLICE_S = 6 * 3_600
 CHANNELS = ("api", "smtp")
 OUTCOME_NAMES: tuple[str, ...] = tuple(str(o) for o in OUTCOMES)
 # Format 1 columns; format 2 appends ``seconds``.
@@ -235,16 +239,16 @@ def evidence_window(
     return Window(first, max(end, incident.started_at + 1), incident.started_at, until)
 
 
-def _slices(first: int, end: int) -> Iterator[tuple[int, int]]:
-    for low in range(first, end, SLICE_S):
-        yield low, min(low + SLICE_S, end)
+def _slices(first: int, end: int, size: int = SLICE_S) -> Iterator[tuple[int, int]]:
+    for low in range(first, end, size):
+        yield low, min(low + size, end)
 
 
 def window_summary(store: IncidentStore, service: str, window: Window) -> dict[str, Any]:
     """Seconds by label (the five verdicts and ``unmonitored``) and unavailable ones by channel."""
     seconds = dict.fromkeys((*(str(v) for v in VERDICTS), UNMONITORED), 0)
     by_channel = dict.fromkeys(CHANNELS, 0)
-    for low, high in _slices(window.first, window.end):
+    for low, high in _slices(window.first, window.end, SUMMARY_SLICE_S):
         runs = store.runs(service, None, low, high - 1)
         combined = figures(runs, COMBINED, low, high)
         for name, count in combined.seconds.items():
@@ -259,23 +263,52 @@ def window_summary(store: IncidentStore, service: str, window: Window) -> dict[s
     }
 
 
-def window_records(store: IncidentStore, service: str, window: Window) -> Iterator[dict[str, Any]]:
-    """The window's records (not yet chained), read a slice at a time."""
-    pending: dict[str, Any] | None = None
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """One slice of the window as the store holds it: its runs and sampled attempts."""
+
+    low: int
+    high: int
+    runs: list[Run]
+    samples: list[Attempt]
+
+
+def window_slices(store: IncidentStore, service: str, window: Window) -> Iterator[Slice]:
+    """The window a slice at a time (memory stays bounded however long the window is)."""
     for low, high in _slices(window.first, window.end):
-        runs = store.runs(service, None, low, high - 1)
+        yield Slice(
+            low,
+            high,
+            store.runs(service, None, low, high - 1),
+            store.samples(service, low, high - 1),
+        )
+
+
+class RecordMerger:
+    """Joins alike neighbouring records across slices (never those of a counted verdict)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Any] | None = None
+
+    def add(self, part: Slice) -> Iterator[dict[str, Any]]:
+        """The records completed by the slice ``part``."""
         worst: dict[int, float] = {}
-        for attempt in store.samples(service, low, high - 1):
+        for attempt in part.samples:
             worst[attempt.second] = max(worst.get(attempt.second, 0.0), attempt.duration_s)
-        for record in slice_records(runs, worst, low, high):
+        for record in slice_records(part.runs, worst, part.low, part.high):
+            pending = self.pending
             if pending is not None and _joins(pending, record):
                 pending["seconds"] += record["seconds"]
                 continue
             if pending is not None:
                 yield pending
-            pending = record
-    if pending is not None:
-        yield pending
+            self.pending = record
+
+    def finish(self) -> Iterator[dict[str, Any]]:
+        """The last record."""
+        if self.pending is not None:
+            yield self.pending
+        self.pending = None
 
 
 def _joins(record: Mapping[str, Any], following: Mapping[str, Any]) -> bool:
@@ -354,12 +387,6 @@ def sample_json(attempt: Attempt) -> dict[str, Any]:
         "duration_s": round(attempt.duration_s, 3),
         "timings": {k: round(v, 3) for k, v in sorted(attempt.timings.items())},
     }
-
-
-def window_samples(store: IncidentStore, service: str, window: Window) -> Iterator[Attempt]:
-    """The sampled attempts of the window, in time order, read a slice at a time."""
-    for low, high in _slices(window.first, window.end):
-        yield from store.samples(service, low, high - 1)
 
 
 # -- assembling and writing ----------------------------------------------------------
@@ -452,6 +479,77 @@ class Sealed:
     listed: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _Texts:
+    """The redactor for sample text, remembering answers: a log repeats few details."""
+
+    LIMIT = 4096
+
+    def __init__(self, redact: Redactor) -> None:
+        self._redact = redact
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        done = self._seen.get(text)
+        if done is None:
+            if len(self._seen) >= self.LIMIT:
+                self._seen.clear()
+            done = self._seen[text] = self._redact(text)
+        return done
+
+
+class _SampleList:
+    """The ``samples`` part as it is written: redacted, digested, probers and failures noted."""
+
+    def __init__(self, out: _Writer, redact: Redactor) -> None:
+        self._out = out
+        self._redact = _Texts(redact)
+        self._separator = "\n"
+        self.digest = _ListDigest()
+        self.probers: set[str] = set()
+        self.listed: list[dict[str, Any]] = []
+
+    def add(self, attempt: Attempt) -> None:
+        """Write one sampled attempt (every text that can hold a secret redacted)."""
+        sample = sample_json(attempt)
+        for key in ("target", "prober", "phase", "detail"):
+            sample[key] = self._redact(sample[key])
+        text = part_text(sample)
+        self.digest.add(text)
+        self._out.write(f"{self._separator}    {text}")
+        self._separator = ",\n"
+        if attempt.prober:
+            self.probers.add(attempt.prober)
+        if attempt.outcome is not Outcome.OK and len(self.listed) < MAX_LISTED_SAMPLES:
+            self.listed.append(sample)
+
+    def close(self) -> None:
+        """End the list."""
+        self._out.write("\n  ]" if self._separator != "\n" else "]")
+
+
+class _RecordList:
+    """The ``records`` part as it is made: chained, written to ``out``, shown to ``on_record``."""
+
+    def __init__(self, out: _Writer, on_record: Callable[[Mapping[str, Any]], None] | None) -> None:
+        self._out = out
+        self._on_record = on_record
+        self._separator = "\n"
+        self.chain = Chain()
+
+    def take(self, records: Iterable[dict[str, Any]]) -> None:
+        """Chain and write records."""
+        for record in records:
+            sealed = self.chain.add(record)
+            if self._on_record is not None:
+                self._on_record(sealed)
+            self._out.write(f"{self._separator}    {json.dumps(sealed)}")
+            self._separator = ",\n"
+
+    def close(self) -> str:
+        """The end of the list."""
+        return "\n  ]" if self._separator != "\n" else "]"
+
+
 def write_json(
     out: _Writer,
     source: EvidenceSource,
@@ -459,46 +557,39 @@ def write_json(
     *,
     on_record: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Sealed:
-    """Write the bundle as JSON, streaming the samples and records; what was sealed."""
+    """Write the bundle as JSON in one pass over the store; what was sealed.
+
+    Each slice's samples go straight to ``out`` and its records to a spool file (the
+    records follow the samples in the bundle), copied after the last slice.
+    """
     parts: dict[str, str] = {}
     out.write("{\n")
     for index, (key, value) in enumerate(source.head.items()):
         _member(out, key, value, first=index == 0)
         parts[key] = part_digest(value)
-    probers: set[str] = set()
-    listed: list[dict[str, Any]] = []
-    digest = _ListDigest()
-    out.write(',\n  "samples": [')
-    separator = "\n"
-    service = source.incident.service
-    for attempt in window_samples(source.store, service, source.window):
-        sample = source.redact.tree(sample_json(attempt))
-        text = part_text(sample)
-        digest.add(text)
-        out.write(f"{separator}    {text}")
-        separator = ",\n"
-        if attempt.prober:
-            probers.add(attempt.prober)
-        if attempt.outcome is not Outcome.OK and len(listed) < MAX_LISTED_SAMPLES:
-            listed.append(sample)
-    out.write("\n  ]" if separator != "\n" else "]")
-    parts["samples"] = digest.hexdigest()
-    # The probers that made an attempt in the window, as the samples show them (every
-    # second that was not available keeps its attempts); never this host's own id.
-    names = sorted(probers)
-    _member(out, "probers", names)
-    parts["probers"] = part_digest(names)
-    chain = Chain()
-    out.write(',\n  "records": [')
-    separator = "\n"
-    for record in window_records(source.store, service, source.window):
-        sealed = chain.add(record)
-        if on_record is not None:
-            on_record(sealed)
-        out.write(f"{separator}    {json.dumps(sealed)}")
-        separator = ",\n"
-    out.write("\n  ]" if separator != "\n" else "]")
-    chain_part = chain.to_json()
+    discard = isinstance(out, _Discard)
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        samples = _SampleList(out, source.redact)
+        records = _RecordList(out if discard else spool, on_record)
+        merger = RecordMerger()
+        out.write(',\n  "samples": [')
+        for part in window_slices(source.store, source.incident.service, source.window):
+            for attempt in part.samples:
+                samples.add(attempt)
+            records.take(merger.add(part))
+        records.take(merger.finish())
+        samples.close()
+        parts["samples"] = samples.digest.hexdigest()
+        # The probers that made an attempt in the window, as the samples show them (every
+        # second that was not available keeps its attempts); never this host's own id.
+        names = sorted(samples.probers)
+        _member(out, "probers", names)
+        parts["probers"] = part_digest(names)
+        out.write(',\n  "records": [')
+        spool.seek(0)
+        shutil.copyfileobj(spool, out)
+        out.write(records.close())
+    chain_part = records.chain.to_json()
     _member(out, "chain", chain_part)
     parts["chain"] = part_digest(chain_part)
     top = seal_digest(parts)
@@ -513,7 +604,7 @@ def write_json(
         seal["note"] = UNSIGNED_NOTE
     _member(out, "seal", seal)
     out.write("\n}\n")
-    return Sealed(source.head, names, chain_part, seal, listed)
+    return Sealed(source.head, names, chain_part, seal, samples.listed)
 
 
 def write_csv(out: _Writer, source: EvidenceSource) -> None:
@@ -521,11 +612,17 @@ def write_csv(out: _Writer, source: EvidenceSource) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow((*RECORD_FIELDS, "digest"))
     chain = Chain()
-    for record in window_records(source.store, source.incident.service, source.window):
-        sealed = chain.add(record)
-        writer.writerow(
-            ["" if sealed[n] is None else sealed[n] for n in (*RECORD_FIELDS, "digest")]
-        )
+    merger = RecordMerger()
+    columns = (*RECORD_FIELDS, "digest")
+
+    def take(records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            sealed = chain.add(record)
+            writer.writerow(["" if sealed[n] is None else sealed[n] for n in columns])
+
+    for part in window_slices(source.store, source.incident.service, source.window):
+        take(merger.add(part))
+    take(merger.finish())
 
 
 def write_evidence(
