@@ -39,9 +39,9 @@ def parse_time(text: object) -> float:
     return parsed.timestamp()
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=64)
 def _second_text(whole: int) -> str:
-    # Remembered: evidence and reports write the same few seconds many times over.
+    # Remembered (a few): evidence writes the attempts of one second one after another.
     return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
