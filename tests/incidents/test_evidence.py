@@ -184,7 +184,11 @@ def test_a_cut_chain_fails_on_the_head() -> None:
         )
         for i in range(3)
     ]
-    bundle = {"format": "slawatch-evidence/1", "records": records[:2], "chain": {"head": chain.head}}
+    bundle = {
+        "format": "slawatch-evidence/1",
+        "records": records[:2],
+        "chain": {"head": chain.head},
+    }
     result = verify(json.dumps(bundle))
     assert not result.ok
     assert result.bad_index is None
