@@ -37,9 +37,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal, Protocol, get_args
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from classifier.verdict import COMBINED, OUTCOMES, VERDICTS, Verdict
 from config import LoadedConfig
@@ -53,6 +51,9 @@ from incidents.store import IncidentStore
 from incidents.view import clock_states
 from probe.attempt import Attempt, Outcome
 from sla.clocks import clocks_json
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 Format = Literal["json", "csv", "md", "html"]
 FORMATS: tuple[Format, ...] = get_args(Format)

@@ -10,12 +10,18 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from config import ConfigError, LoadedConfig
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# ``cryptography`` is imported where a key is used, not here: every command loads this
+# module, and the library adds about 7 MB to a process that never signs.
 
 ALGORITHM = "ed25519"
 
@@ -25,6 +31,8 @@ class SigningKeyError(ValueError):
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415  (see above)
+
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -35,6 +43,8 @@ def fingerprint(public: Ed25519PublicKey) -> str:
 
 def public_pem(public: Ed25519PublicKey) -> str:
     """The public key as PEM (SubjectPublicKeyInfo), the form ``verify --key`` reads."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415  (see above)
+
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
@@ -49,6 +59,12 @@ class Signer:
     @classmethod
     def from_pem(cls, data: bytes) -> Signer:
         """The signer of a PEM private key; SigningKeyError if it is not an Ed25519 one."""
+        from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415  (see above)
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+            Ed25519PrivateKey,
+        )
+
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -78,6 +94,12 @@ class Signer:
 
 def load_public_key(data: bytes) -> Ed25519PublicKey:
     """An Ed25519 public key from PEM, or from the base64 of its 32 raw bytes."""
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415  (see above)
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+
     text = data.strip()
     try:
         if text.startswith(b"-----BEGIN"):
@@ -98,6 +120,11 @@ def check_signature(block: object, message: str, trusted: Ed25519PublicKey | Non
     public key it carries (which proves only that the bundle was not edited since signing
     by whoever holds that key).
     """
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415  (see above)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+
     if not isinstance(block, dict) or block.get("algorithm") != ALGORITHM:
         return f"the signature is not an {ALGORITHM} signature block"
     try:
