@@ -122,9 +122,14 @@ class EvidenceError(ValueError):
     """A bundle that cannot be read or verified (not JSON or CSV, no records, wrong columns)."""
 
 
+# One encoder each, made once: ``json.dumps`` with options builds a new one every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(record: Mapping[str, Any], fields: Sequence[str] = RECORD_FIELDS) -> str:
     """The text a record's digest covers: its values in ``fields`` order, as compact JSON."""
-    return json.dumps([record[name] for name in fields], separators=(",", ":"))
+    return _COMPACT.encode([record[name] for name in fields])
 
 
 def chain_digest(
@@ -136,7 +141,7 @@ def chain_digest(
 
 def part_text(value: Any) -> str:
     """The canonical JSON of a bundle part: sorted keys, no spaces, UTF-8 kept as it is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def part_digest(value: Any) -> str:
