@@ -85,7 +85,7 @@ def write_bundle(args: argparse.Namespace) -> int:
             store, args.target[0], loaded, now=now, version=__version__, margin=margin
         )
         if source is None:
-            raise InputError(f"no incident {args.target[0]!r} in {store.path}")
+            raise InputError(f"no incident {args.target[0]!r} in {store.where}")
         if args.output is None:
             write_evidence(sys.stdout, args.format, source, signer)
             return 0
