@@ -172,14 +172,6 @@ class StorageConfig(Strict):
     retention_runs: Retention = 400 * 86400.0
     retention_attempts: Retention = 90 * 86400.0
 
-
-class EvidenceConfig(Strict):
-    """How evidence bundles are sealed: optionally signed with an Ed25519 key."""
-
-    # A PEM Ed25519 private key file (relative paths start at the config's folder). Read
-    # only when a bundle is made; its contents never appear in output, logs or errors.
-    signing_key: str | None = None
-
     @field_validator("url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -190,6 +182,14 @@ class EvidenceConfig(Strict):
                     "storage_url", "must be a postgresql:// URL (or omit it for SQLite)"
                 )
         return value
+
+
+class EvidenceConfig(Strict):
+    """How evidence bundles are sealed: optionally signed with an Ed25519 key."""
+
+    # A PEM Ed25519 private key file (relative paths start at the config's folder). Read
+    # only when a bundle is made; its contents never appear in output, logs or errors.
+    signing_key: str | None = None
 
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
