@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import io
 import ipaddress
 import json
 import logging
+import tempfile
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -15,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from config import ConfigError
 from config.model import ServiceConfig
 from config.timetext import TimeTextError, format_time, parse_time
-from incidents.evidence import render_evidence
+from incidents.evidence import evidence_source, write_evidence
 from incidents.lifecycle import LifecycleError, fold, user_event
 from incidents.model import EventRecord, Incident
 from incidents.signing import load_signer
@@ -31,6 +33,8 @@ log = logging.getLogger("slawatch.web")
 DAEMON = web.AppKey("daemon", Daemon)
 # A request body larger than this is refused (an event is a few hundred bytes).
 MAX_BODY = 64 * 1024
+# Evidence is sent in pieces of this size.
+EVIDENCE_CHUNK = 256 * 1024
 
 
 def is_loopback(listen: str) -> bool:
@@ -216,8 +220,12 @@ _CONTENT_TYPES = {
 }
 
 
-async def evidence(request: web.Request) -> web.Response:
-    """The incident's evidence bundle, ``?format=json|csv|md|html`` (default json)."""
+async def evidence(request: web.Request) -> web.StreamResponse:
+    """The incident's evidence bundle, ``?format=json|csv|md|html`` (default json).
+
+    Written to a temporary file off the loop, then streamed: a long incident's bundle is
+    never held in the daemon's memory.
+    """
     daemon = request.app[DAEMON]
     fmt = request.query.get("format", "json")
     if fmt not in _CONTENT_TYPES:
@@ -231,20 +239,33 @@ async def evidence(request: web.Request) -> web.Response:
         signer = load_signer(loaded)
     except ConfigError as exc:
         return _error(500, f"cannot sign evidence: {exc}")
-    text = await daemon.read(
-        lambda: render_evidence(
-            store,
-            request.match_info["id"],
-            loaded,
-            fmt,
-            now=now,
-            version=__version__,
-            signer=signer,
+    with tempfile.TemporaryFile() as raw:
+
+        def write() -> bool:
+            source = evidence_source(
+                store, request.match_info["id"], loaded, now=now, version=__version__
+            )
+            if source is None:
+                return False
+            text = io.TextIOWrapper(raw, encoding="utf-8")
+            try:
+                write_evidence(text, fmt, source, signer)
+                text.flush()
+            finally:
+                text.detach()
+            return True
+
+        if not await daemon.read(write):
+            return _error(404, "no such incident")
+        raw.seek(0)
+        response = web.StreamResponse(
+            headers={"Content-Type": f"{_CONTENT_TYPES[fmt]}; charset=utf-8"}
         )
-    )
-    if text is None:
-        return _error(404, "no such incident")
-    return web.Response(text=text, content_type=_CONTENT_TYPES[fmt], charset="utf-8")
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(raw.read, EVIDENCE_CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
 
 _ERRORS: dict[int, type[web.HTTPError]] = {
