@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 GUIDE = ROOT / "README.md"
 ASSETS = sorted(
     p.relative_to(ROOT).as_posix()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from probe_servers import SECRET_ENV
 
 from probe.base import ProbeContext
 from probe.clock import SystemClock
+from tests.probe.probe_tables import SECRET_ENV
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import resource
 import socket
 import ssl
@@ -15,12 +14,20 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from probe_servers import SECRET_ENV, free_port, raw_server, table_matches_docstring
 
 from config.model import OutcomeName, SmtpTarget, TlsOptions
 from probe.attempt import Attempt, Channel, Outcome
 from probe.base import ProbeContext
 from probe.smtp import SMTP_ERRORS, SmtpProbe, reply_outcome
+from tests.probe.probe_tables import SECRET_ENV, table_matches_docstring
+from tests.support.servers import (
+    CLOSE,
+    HANG,
+    STARTTLS_NOT_TLS,
+    free_port,
+    raw_server,
+    scripted_smtp,
+)
 
 TIMEOUT = 0.4
 
@@ -36,13 +43,6 @@ async def run(
     target.setdefault("local_hostname", "probe.test")
     probe = SmtpProbe(SmtpTarget(**target), service="svc", context=context, replies=replies)
     return await probe.attempt(deadline=context.clock.monotonic() + probe.timeout)
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -112,7 +112,7 @@ def smtpd(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
     controller = Controller(
         sink,
         hostname="127.0.0.1",
-        port=_port(),
+        port=free_port(),
         server_hostname="smtp.test",
         tls_context=server_tls,
         authenticator=_authenticator,
@@ -129,7 +129,7 @@ def smtpd_implicit(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
     controller = Controller(
         sink,
         hostname="127.0.0.1",
-        port=_port(),
+        port=free_port(),
         server_hostname="smtp.test",
         ssl_context=server_tls,
     )
@@ -233,56 +233,15 @@ async def test_rcpt_refused(context: ProbeContext, smtpd: int) -> None:
 
 # Raw scripted servers for the faults aiosmtpd will not commit -----------------------------
 
-EHLO = b"250-raw.test\r\n250 8BITMIME\r\n"
 EHLO_AUTH = b"250-raw.test\r\n250 AUTH PLAIN\r\n"
 EHLO_TLS = b"250-raw.test\r\n250 STARTTLS\r\n"
-HANG = b"hang"
-CLOSE = b"close"
-
-
-def scripted(greeting: bytes, **replies: bytes) -> Any:
-    """A handler that greets, then answers each verb from ``replies`` (or hangs, or closes)."""
-    script = {"EHLO": EHLO, "QUIT": b"221 Bye\r\n", **replies}
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reply = greeting
-        while True:
-            if reply == HANG:
-                await asyncio.sleep(5)
-                return
-            if reply == CLOSE:
-                return
-            writer.write(reply)
-            await writer.drain()
-            if reply == NOT_TLS:
-                return
-            if reply.startswith(b"220 go ahead"):
-                # Answer the client's TLS hello with plain text.
-                await reader.read(1)
-                reply = NOT_TLS
-                continue
-            words = (await reader.readline()).split()
-            if not words:
-                return
-            verb = words[0].decode().upper()
-            reply = script.get(verb, b"250 OK\r\n")
-            if verb == "QUIT":
-                writer.write(reply)
-                await writer.drain()
-                return
-
-    return handler
-
-
-NOT_TLS = b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4
-GREETING = b"220 raw.test ESMTP\r\n"
 
 
 @pytest.mark.parametrize(
     ("handler", "target", "outcome", "phase", "detail"),
     [
         pytest.param(
-            scripted(b"421 4.3.2 Service shutting down\r\n"),
+            scripted_smtp(b"421 4.3.2 Service shutting down\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "greeting",
@@ -290,7 +249,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="greeting-421",
         ),
         pytest.param(
-            scripted(b"554 5.3.2 No SMTP service here\r\n"),
+            scripted_smtp(b"554 5.3.2 No SMTP service here\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "greeting",
@@ -298,7 +257,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="greeting-554",
         ),
         pytest.param(
-            scripted(HANG),
+            scripted_smtp(HANG),
             {},
             Outcome.TIMEOUT,
             "greeting",
@@ -306,7 +265,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="never-greets",
         ),
         pytest.param(
-            scripted(CLOSE),
+            scripted_smtp(CLOSE),
             {},
             Outcome.CONNECTION_ERROR,
             "greeting",
@@ -314,7 +273,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="closed-before-greeting",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"451 4.3.0 Try again later\r\n"),
+            scripted_smtp(MAIL=b"451 4.3.0 Try again later\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "mail",
@@ -322,7 +281,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-451",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"452 4.3.1 Insufficient system storage\r\n"),
+            scripted_smtp(MAIL=b"452 4.3.1 Insufficient system storage\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "mail",
@@ -330,7 +289,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-452",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"451 4.7.1 Rate limit exceeded\r\n"),
+            scripted_smtp(MAIL=b"451 4.7.1 Rate limit exceeded\r\n"),
             {},
             Outcome.RATE_LIMITED,
             "mail",
@@ -338,7 +297,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-451-rate-limited",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"554 5.7.1 Sender blocked\r\n"),
+            scripted_smtp(MAIL=b"554 5.7.1 Sender blocked\r\n"),
             {},
             Outcome.CLIENT_ERROR,
             "mail",
@@ -346,7 +305,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-554",
         ),
         pytest.param(
-            scripted(GREETING, RCPT=b"550 5.1.1 No such user\r\n"),
+            scripted_smtp(RCPT=b"550 5.1.1 No such user\r\n"),
             {},
             Outcome.CLIENT_ERROR,
             "rcpt",
@@ -354,7 +313,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="rcpt-550",
         ),
         pytest.param(
-            scripted(GREETING, RCPT=HANG),
+            scripted_smtp(RCPT=HANG),
             {},
             Outcome.TIMEOUT,
             "rcpt",
@@ -362,7 +321,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="reply-slower-than-timeout",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=CLOSE),
+            scripted_smtp(MAIL=CLOSE),
             {},
             Outcome.CONNECTION_ERROR,
             "mail",
@@ -370,7 +329,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="disconnect-mid-dialogue",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"tls": "starttls"},
             Outcome.TLS_ERROR,
             "starttls",
@@ -378,7 +337,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="starttls-not-offered",
         ),
         pytest.param(
-            scripted(GREETING, EHLO=EHLO_TLS, STARTTLS=b"454 4.7.0 TLS not available\r\n"),
+            scripted_smtp(EHLO=EHLO_TLS, STARTTLS=b"454 4.7.0 TLS not available\r\n"),
             {"tls": "starttls"},
             Outcome.SERVER_ERROR,
             "starttls",
@@ -386,7 +345,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="starttls-454",
         ),
         pytest.param(
-            scripted(GREETING, EHLO=EHLO_TLS, STARTTLS=b"220 go ahead\r\n"),
+            scripted_smtp(EHLO=EHLO_TLS, STARTTLS=STARTTLS_NOT_TLS),
             {"tls": "starttls"},
             Outcome.TLS_ERROR,
             "starttls",
@@ -394,7 +353,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="starttls-handshake-fails",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"tls": "implicit"},
             Outcome.TLS_ERROR,
             "connect",
@@ -402,7 +361,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="implicit-tls-not-tls",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"username": "u", "password": "p"},
             Outcome.CLIENT_ERROR,
             "auth",
@@ -410,7 +369,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="auth-not-offered",
         ),
         pytest.param(
-            scripted(GREETING, EHLO=EHLO_AUTH, AUTH=f"535 5.7.8 {SECRET_ENV} refused\r\n".encode()),
+            scripted_smtp(EHLO=EHLO_AUTH, AUTH=f"535 5.7.8 {SECRET_ENV} refused\r\n".encode()),
             {"username": "u", "password": SECRET_ENV},
             Outcome.CLIENT_ERROR,
             "auth",
@@ -418,7 +377,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="password-echo-redacted",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"mail_from": "prøbe@example.com"},
             Outcome.PROBE_ERROR,
             "mail",
@@ -426,7 +385,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="bug-is-probe-error",
         ),
         pytest.param(
-            scripted(GREETING, QUIT=CLOSE),
+            scripted_smtp(QUIT=CLOSE),
             {},
             Outcome.OK,
             "done",
@@ -453,7 +412,7 @@ async def test_raw_server_faults(
 
 async def test_greeting_override(context: ProbeContext) -> None:
     """A service's ``smtp_replies`` override the default mapping, phase-qualified first."""
-    async with raw_server(scripted(b"554 5.3.2 Go away\r\n")) as server:
+    async with raw_server(scripted_smtp(b"554 5.3.2 Go away\r\n")) as server:
         attempt = await run(context, {"554@greeting": "client_error"}, port=server.port)
     assert attempt.outcome is Outcome.CLIENT_ERROR
 
@@ -496,7 +455,7 @@ async def test_untrusted_certificate(
 
 async def test_refused(context: ProbeContext) -> None:
     """A closed port is a connection error in the connect phase."""
-    attempt = await run(context, port=await free_port())
+    attempt = await run(context, port=free_port())
     assert (attempt.outcome, attempt.phase) == (Outcome.CONNECTION_ERROR, "connect")
     assert attempt.detail.startswith("connect failed in connect: SMTPConnectError")
 
@@ -510,7 +469,7 @@ async def test_unresolvable_name(context: ProbeContext) -> None:
 
 async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
     """Out of file descriptors, the prober reports its own fault, never the target's."""
-    port = await free_port()
+    port = free_port()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # The next socket would take the lowest free descriptor: cap the limit just there.
     with socket.socket() as spare:
