@@ -1,8 +1,8 @@
 """Shared benchmark parts: a faulty HTTP server process, `slawatch run` as a subprocess, /proc.
 
 `slawatch run` is driven by the tests' daemon harness (``tests.support.daemon``). The target
-server runs in its own process (``python -m bench.bench_common serve ...`` in the checkout)
-so its CPU is not counted against the prober. Each request to ``/t<i>`` is answered, chosen
+server runs in its own process (``python bench/bench_common.py serve ...``) so its CPU is
+not counted against the prober. Each request to ``/t<i>`` is answered, chosen
 at random per request (each target is probed once a period, so per target per period):
 ``200``; ``503``; a hang past the probe timeout (the connection is held, then closed);
 a TCP reset. With ``--smtp`` the process also runs the simulated provider (its HTTP API
@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+# The checkout on the path: run as a script (the target server), this module finds tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.daemon import Daemon, http_get, stop_process, wait_for, write_config
 from tests.support.paths import ROOT
@@ -168,7 +171,7 @@ def target_server(
     """Start the target server in another process; stop it on exit."""
     ready = folder / "server-ready.json"
     port = free_port()
-    command = [sys.executable, "-m", "bench.bench_common", "serve", "--port", str(port)]
+    command = [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(port)]
     command += ["--fault-share", str(fault_share), "--seed", str(seed), "--hang", str(hang)]
     command += ["--ready", str(ready), "--flap-min", str(flap[0]), "--flap-max", str(flap[1])]
     if smtp:

@@ -1,4 +1,4 @@
-"""Project-wide fixtures: real external tools (required under CI), and each incident store."""
+"""Project-wide fixtures: real external tools (required under CI), each incident store, a CA."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from incidents.memory_store import MemoryStore
 from incidents.sqlite_store import SqliteStore
@@ -27,3 +28,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentSt
     )
     yield made
     made.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A private certificate authority for the TLS cases (servers' certificates, trust)."""
+    return trustme.CA()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 from functools import cache
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import unmeasured_env
 from tests.support.paths import ROOT
 
 # Each package and the packages of ours it may import: config ← probe ← classifier ←
@@ -159,10 +159,14 @@ def test_pure_package_loads_no_io_library(package: str) -> None:
         "    importlib.import_module(name)\n"
         f"print(json.dumps(sorted(m for m in {IO_LIBRARIES!r} if m in sys.modules)))\n"
     )
-    # Without subprocess coverage: coverage.py itself loads sqlite3 to keep its data.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+    # Not measured: coverage.py itself loads sqlite3.
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=unmeasured_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []

@@ -23,7 +23,7 @@ from config.timetext import parse_time
 from slawatch.simulator import SimulatedProvider
 from tests.support.cli import run_slawatch
 from tests.support.daemon import Daemon, http_get, wait_for, write_config
-from tests.support.provider import TOKEN, TOKEN_ENV, daemon_config, provider_thread
+from tests.support.provider import TOKEN, daemon_config, provider_daemon, provider_thread
 from tests.support.servers import free_port
 
 
@@ -43,9 +43,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     """A running daemon watching a healthy simulated provider."""
     folder = tmp_path_factory.mktemp("e2e")
     with provider_thread() as provider:
-        port = free_port()
-        write_config(folder, daemon_config(provider, port))
-        daemon = Daemon(folder, port, env=TOKEN_ENV)
+        daemon = provider_daemon(folder, provider)
         daemon.start()
         try:
             yield Story(folder, provider, daemon)

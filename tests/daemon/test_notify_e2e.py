@@ -6,9 +6,9 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from tests.support.daemon import Daemon, wait_for, write_config
+from tests.support.daemon import wait_for
 from tests.support.loop_thread import LoopThread
-from tests.support.provider import TOKEN_ENV, daemon_config, provider_thread
+from tests.support.provider import provider_daemon, provider_thread
 from tests.support.receiver import Receiver
 from tests.support.servers import free_port, serve_app
 
@@ -19,19 +19,20 @@ def test_queued_notification_survives_sigkill(tmp_path: Path) -> None:
     """An incident opens while the receiver is down; after SIGKILL and restart it arrives once."""
     hook_port = free_port()
     with provider_thread() as provider:
-        port = free_port()
-        config = daemon_config(provider, port, degraded_min_seconds=3, critical_after="300s")
-        config["notify"] = [
-            {
-                "name": "ops",
-                "type": "webhook",
-                "url": f"http://127.0.0.1:{hook_port}/hook",
-                "secret": SECRET,
-                "events": ["opened"],
-            }
-        ]
-        write_config(tmp_path, config)
-        daemon = Daemon(tmp_path, port, env=TOKEN_ENV)
+        hook = {
+            "name": "ops",
+            "type": "webhook",
+            "url": f"http://127.0.0.1:{hook_port}/hook",
+            "secret": SECRET,
+            "events": ["opened"],
+        }
+        daemon = provider_daemon(
+            tmp_path,
+            provider,
+            extra={"notify": [hook]},
+            degraded_min_seconds=3,
+            critical_after="300s",
+        )
         daemon.start()
         try:
             provider.healthy = False
@@ -64,5 +65,5 @@ def test_queued_notification_survives_sigkill(tmp_path: Path) -> None:
             expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
             assert headers["X-Slawatch-Signature"] == f"sha256={expected}"
             assert events[0]["incident"]["service"] == "mail"
-            assert events[0]["links"]["evidence"].startswith(f"http://127.0.0.1:{port}/")
+            assert events[0]["links"]["evidence"].startswith(f"http://127.0.0.1:{daemon.port}/")
             assert SECRET not in daemon.log.read_text()

@@ -34,6 +34,16 @@ from tests.support.timeline import T0, Event, expand
 from tests.support.timeline import events as signal_events
 from tests.support.timeline import line as verdict_line
 
+# A hard outage under the default thresholds: 30 healthy seconds, 70 bad, 130 healthy.
+# Severity 2 opens at the 10th bad second (fewer than 200 seconds observed), upgrades to 1
+# at the 60th, and is restored after 120 available seconds.
+OUTAGE = "30. 70x 130."
+OUTAGE_EVENTS: list[Event] = [
+    ("opened", 2, 30, 40),
+    ("upgraded", 1, 30, 90),
+    ("restored", 1, 100, 220),
+]
+
 
 async def observe(loaded: LoadedConfig, seconds: int) -> list[Attempt]:
     """Run every probe of ``loaded`` with the real scheduler for ``seconds``; its attempts."""

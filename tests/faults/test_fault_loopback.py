@@ -22,7 +22,15 @@ import trustme
 
 from probe.attempt import Attempt, Outcome
 from slawatch.simulator import SimulatedProvider
-from tests.faults.fault_helpers import by_second, classify, observe, of_service, restamp
+from tests.faults.fault_helpers import (
+    OUTAGE,
+    OUTAGE_EVENTS,
+    by_second,
+    classify,
+    observe,
+    of_service,
+    restamp,
+)
 from tests.support.configs import config_from_yaml
 from tests.support.servers import (
     HANG,
@@ -309,16 +317,6 @@ services:
     api: [{name: call, url: "http://127.0.0.1:1/"}]
     smtp: [{name: inject, host: 127.0.0.1}]
 """
-
-# A hard outage under the default thresholds (30 healthy seconds, 70 bad, 130 healthy):
-# severity 2 opens at the 10th bad second (fewer than 200 seconds observed), upgrades to 1
-# at the 60th, and is restored after 120 available seconds.
-OUTAGE = "30. 70x 130."
-OUTAGE_EVENTS: list[Event] = [
-    ("opened", 2, 30, 40),
-    ("upgraded", 1, 30, 90),
-    ("restored", 1, 100, 220),
-]
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,15 @@ import pytest
 
 from probe.attempt import Attempt, Channel, Outcome, attempt_from_json
 from probe.base import CONTROL_SERVICE
-from tests.faults.fault_helpers import Namespaces, by_second, classify, require_netns, restamp
+from tests.faults.fault_helpers import (
+    OUTAGE,
+    OUTAGE_EVENTS,
+    Namespaces,
+    by_second,
+    classify,
+    require_netns,
+    restamp,
+)
 from tests.support.configs import config_from_yaml
 from tests.support.paths import ROOT
 from tests.support.timeline import Event, expand
@@ -295,17 +303,6 @@ def test_observed_seconds(observed: Observed, prober: str, service: str, verdict
     assert len(seconds) >= SECONDS - 1
     judged = classify(config_from_yaml(JUDGE), [a for second in seconds for a in second], service)
     assert judged.line() == verdict * len(seconds)
-
-
-# The shape of a hard outage under the default thresholds: 30 healthy seconds, 70 bad, 130
-# healthy. Severity 2 opens at the 10th bad second (fewer than 200 seconds observed),
-# upgrades to 1 at the 60th, and is restored after 120 available seconds.
-OUTAGE = "30. 70x 130."
-OUTAGE_EVENTS: list[Event] = [
-    ("opened", 2, 30, 40),
-    ("upgraded", 1, 30, 90),
-    ("restored", 1, 100, 220),
-]
 
 
 @pytest.mark.parametrize(

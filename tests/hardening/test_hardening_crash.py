@@ -6,9 +6,8 @@ import signal
 from pathlib import Path
 
 from incidents.sqlite_store import SqliteStore
-from tests.support.daemon import Daemon, wait_for, write_config
-from tests.support.provider import TOKEN_ENV, daemon_config, provider_thread
-from tests.support.servers import free_port
+from tests.support.daemon import wait_for
+from tests.support.provider import provider_daemon, provider_thread
 
 
 def _seconds(store: SqliteStore, channel: str) -> dict[int, str]:
@@ -24,9 +23,7 @@ def test_sigkill_mid_incident_then_restart(tmp_path: Path) -> None:
     """After SIGKILL every committed second survives; the restarted daemon resumes the same
     incident with the same clocks, opens no duplicate, and restores it when the outage ends."""
     with provider_thread() as provider:
-        port = free_port()
-        write_config(tmp_path, daemon_config(provider, port))
-        daemon = Daemon(tmp_path, port, env=TOKEN_ENV)
+        daemon = provider_daemon(tmp_path, provider)
         daemon.start()
         try:
             provider.healthy = False

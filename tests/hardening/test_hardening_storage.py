@@ -15,8 +15,8 @@ from incidents.sqlite_store import SqliteStore
 from incidents.store import Batch
 from tests.hardening.hardening_helpers import fill, tmpfs
 from tests.support.cli import run_slawatch
-from tests.support.daemon import Daemon, wait_for, write_config
-from tests.support.provider import TOKEN_ENV, daemon_config, provider_thread
+from tests.support.daemon import wait_for
+from tests.support.provider import provider_daemon, provider_thread
 from tests.support.servers import free_port
 
 REFUSED = "store refuses writes; keeping batches in memory"
@@ -38,11 +38,8 @@ def test_disk_full_keeps_probing_then_catches_up(tmp_path: Path) -> None:
     """A full store disk: probing and /metrics go on, /readyz says 503 with the error, one
     error line (not one a second); once space is freed the buffered incident is committed."""
     with tmpfs(tmp_path / "disk", size="2m") as disk, provider_thread() as provider:
-        port = free_port()
-        config = daemon_config(provider, port)
-        config["storage"] = {"path": str(disk / "store.db")}
-        write_config(tmp_path, config)
-        daemon = Daemon(tmp_path, port, env=TOKEN_ENV)
+        storage = {"path": str(disk / "store.db")}
+        daemon = provider_daemon(tmp_path, provider, extra={"storage": storage})
         daemon.start()
         try:
             filler = fill(disk)

@@ -37,6 +37,18 @@ EVENTS = (
     "prober_unhealthy",
 )
 
+# The notifications of :func:`story`, in the order it commits them.
+STORY = [
+    "opened",
+    "upgraded",
+    "clock_due",
+    "prober_unhealthy",
+    "clock_breached",
+    "restored",
+    "reopened",
+    "resolved",
+]
+
 CONFIG = """\
 prober: {{id: eu-1}}
 services:

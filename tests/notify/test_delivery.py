@@ -19,7 +19,6 @@ import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from prometheus_client import CollectorRegistry
 
@@ -39,6 +38,7 @@ from tests.notify.notify_fixtures import (
     INCIDENT,
     ROUTING_KEY,
     SECRET,
+    STORY,
     T0,
     config,
     http_channels,
@@ -47,19 +47,9 @@ from tests.notify.notify_fixtures import (
 )
 from tests.support.cli import run_slawatch
 from tests.support.receiver import Receiver
-from tests.support.servers import free_port, serve_app
+from tests.support.servers import free_port, serve_app, smtp_server
 
 Serve = Callable[[web.Application], Awaitable[TestServer]]
-ORDER = [
-    "opened",
-    "upgraded",
-    "clock_due",
-    "prober_unhealthy",
-    "clock_breached",
-    "restored",
-    "reopened",
-    "resolved",
-]
 
 
 @pytest.fixture
@@ -99,30 +89,20 @@ def _authenticator(
     return AuthResult(success=auth_data.password == b"mail-pw")
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A private certificate authority for the mail relay."""
-    return trustme.CA()
-
-
 @pytest.fixture
 def smtpd(ca: trustme.CA) -> Iterator[tuple[Sink, int]]:
     """An aiosmtpd relay on 127.0.0.1 with STARTTLS and AUTH; yields its sink and port."""
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
     sink = Sink()
-    controller = Controller(
+    with smtp_server(
         sink,
-        hostname="127.0.0.1",
-        port=free_port(),
         server_hostname="relay.test",
         tls_context=server_tls,
         require_starttls=True,
         authenticator=_authenticator,
-    )
-    controller.start()
-    yield sink, controller.port
-    controller.stop()
+    ) as port:
+        yield sink, port
 
 
 @pytest.fixture
@@ -174,7 +154,7 @@ async def test_every_event_reaches_every_channel(
     await notifier.drain(store)
 
     hooks = receiver.paths("/hook")
-    assert [h.body["event"] for h in hooks] == ORDER
+    assert [h.body["event"] for h in hooks] == STORY
     for hook in hooks:
         body = hook.body
         assert set(body) >= {"event", "idempotency_key", "incident", "clocks", "links", "sent_at"}
@@ -409,7 +389,7 @@ async def test_slow_channel_delays_no_other(serve: Serve) -> None:
         release.set()
         stop.set()
         await task
-    assert [r.body["event"] for r in fast.got] == ORDER
+    assert [r.body["event"] for r in fast.got] == STORY
 
 
 async def test_worker_wakes_on_commit_and_restarts_on_reload(serve: Serve) -> None:

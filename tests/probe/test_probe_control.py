@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import resource
-import socket
 import typing
 from collections.abc import AsyncIterator
 
@@ -18,7 +16,7 @@ from probe.base import CONTROL_SERVICE, ProbeContext
 from probe.clock import SystemClock
 from probe.control import CONTROL_ERRORS, ControlProbe
 from probe.registry import PROBES, build_probes, probe_context
-from tests.probe.probe_tables import table_matches_docstring
+from tests.probe.probe_helpers import no_free_descriptors, table_matches_docstring
 from tests.support.configs import config_from_yaml
 from tests.support.servers import free_port, raw_server
 
@@ -99,14 +97,8 @@ async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
     """Out of file descriptors, the control check blames the prober, not the network."""
     port = free_port()
     probe = await run(context, tcp=f"127.0.0.1:{port}")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with socket.socket() as spare:
-        lowest_free = spare.fileno()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-    try:
+    with no_free_descriptors():
         attempt = await probe.attempt(deadline=context.clock.monotonic() + 0.3)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert attempt.outcome is Outcome.PROBE_ERROR
     assert attempt.detail.startswith("local resources exhausted")
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import resource
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +17,7 @@ from config.model import HttpTarget, TlsOptions
 from probe.attempt import Attempt, Channel, Outcome
 from probe.base import ProbeContext
 from probe.http import HTTP_ERRORS, HttpProbe
-from tests.probe.probe_tables import table_matches_docstring
+from tests.probe.probe_helpers import no_free_descriptors, table_matches_docstring
 from tests.support.servers import free_port, hang_after_request, raw_server, read_request, reset
 
 TIMEOUT = 0.4
@@ -261,15 +258,8 @@ async def test_unresolvable_name(context: ProbeContext) -> None:
 async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
     """Out of file descriptors, the prober reports its own fault, never the target's."""
     port = free_port()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # The next socket would take the lowest free descriptor: cap the limit just there.
-    with socket.socket() as spare:
-        lowest_free = spare.fileno()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-    try:
+    with no_free_descriptors():
         attempt = await run(context, url=f"http://127.0.0.1:{port}/")
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert (attempt.outcome, attempt.phase) == (Outcome.PROBE_ERROR, "connect")
     assert attempt.detail.startswith("local resources exhausted in connect")
 
@@ -320,20 +310,6 @@ async def test_secrets_redacted(context: ProbeContext, app_server: TestServer) -
 
 
 # TLS ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A private certificate authority for the TLS cases."""
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    """The CA certificate as a PEM file, as a user would configure it."""
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 async def _tls_server(cert: trustme.LeafCert) -> TestServer:

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import resource
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from config.model import OutcomeName, SmtpTarget, TlsOptions
 from probe.attempt import Attempt, Channel, Outcome
 from probe.base import ProbeContext
 from probe.smtp import SMTP_ERRORS, SmtpProbe, reply_outcome
-from tests.probe.probe_tables import SECRET_ENV, table_matches_docstring
+from tests.probe.probe_helpers import SECRET_ENV, no_free_descriptors, table_matches_docstring
 from tests.support.servers import (
     CLOSE,
     HANG,
@@ -27,6 +23,7 @@ from tests.support.servers import (
     free_port,
     raw_server,
     scripted_smtp,
+    smtp_server,
 )
 
 TIMEOUT = 0.4
@@ -79,25 +76,11 @@ def _authenticator(
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A private certificate authority for the TLS cases."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     """The servers' TLS context, with a certificate for 127.0.0.1 from the private CA."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     return context
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    """The CA certificate as a PEM file, as a user would configure it."""
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -109,33 +92,21 @@ def sink() -> Sink:
 @pytest.fixture(scope="module")
 def smtpd(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
     """An aiosmtpd server on 127.0.0.1 offering STARTTLS and AUTH; yields its port."""
-    controller = Controller(
+    with smtp_server(
         sink,
-        hostname="127.0.0.1",
-        port=free_port(),
         server_hostname="smtp.test",
         tls_context=server_tls,
         authenticator=_authenticator,
         auth_require_tls=False,
-    )
-    controller.start()
-    yield controller.port
-    controller.stop()
+    ) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
 def smtpd_implicit(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
     """An aiosmtpd server on 127.0.0.1 speaking TLS from the first byte; yields its port."""
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=free_port(),
-        server_hostname="smtp.test",
-        ssl_context=server_tls,
-    )
-    controller.start()
-    yield controller.port
-    controller.stop()
+    with smtp_server(sink, server_hostname="smtp.test", ssl_context=server_tls) as port:
+        yield port
 
 
 @pytest.mark.parametrize(
@@ -470,15 +441,8 @@ async def test_unresolvable_name(context: ProbeContext) -> None:
 async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
     """Out of file descriptors, the prober reports its own fault, never the target's."""
     port = free_port()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # The next socket would take the lowest free descriptor: cap the limit just there.
-    with socket.socket() as spare:
-        lowest_free = spare.fileno()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-    try:
+    with no_free_descriptors():
         attempt = await run(context, port=port)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert (attempt.outcome, attempt.phase) == (Outcome.PROBE_ERROR, "connect")
     assert attempt.detail.startswith("local resources exhausted in connect")
 

@@ -22,3 +22,12 @@ def run_slawatch(
         timeout=timeout,
         check=False,
     )
+
+
+def unmeasured_env() -> dict[str, str]:
+    """This process's environment without coverage's subprocess measurement.
+
+    For children that run none of our code (pip building the wheel) and for those that
+    must not load coverage.py at all (it imports sqlite3 to keep its data).
+    """
+    return {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from slawatch.simulator import SimulatedProvider
+from tests.support.daemon import Daemon, write_config
 from tests.support.loop_thread import LoopThread
+from tests.support.servers import free_port
 
 # The daemon's API token, given through the environment as the config's ${E2E_TOKEN}.
 TOKEN = "e2e-secret-token-4711"
@@ -61,3 +64,20 @@ def daemon_config(
             }
         ],
     }
+
+
+def provider_daemon(
+    folder: Path,
+    provider: SimulatedProvider,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    **classifier: Any,
+) -> Daemon:
+    """`slawatch run` (not started yet) in ``folder`` on a free port, probing ``provider``.
+
+    The config is :func:`daemon_config` with ``classifier`` thresholds; ``extra`` adds or
+    replaces its top-level keys (``storage``, ``notify``).
+    """
+    port = free_port()
+    write_config(folder, {**daemon_config(provider, port, **classifier), **(extra or {})})
+    return Daemon(folder, port, env=TOKEN_ENV)

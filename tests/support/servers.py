@@ -4,7 +4,8 @@
 connection runs a handler (a scripted peer), the server counts connections and cancels
 every session still running when the test leaves it. The scripted peers below are the
 misbehaviours more than one test folder needs: silence after the request, a reset (RST,
-not FIN), and an SMTP server reading its replies from a script.
+not FIN), and an SMTP server reading its replies from a script. For the well-behaved
+peers, real servers: aiosmtpd (``smtp_server``) and aiohttp applications (``serve_app``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiosmtpd.controller import Controller
 
 HOST = "127.0.0.1"
 
@@ -144,6 +146,24 @@ def scripted_smtp(greeting: bytes = SMTP_GREETING, **replies: bytes) -> Handler:
                 return
 
     return session
+
+
+# A real SMTP server ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def smtp_server(handler: object, **options: Any) -> Iterator[int]:
+    """aiosmtpd (on its own thread) serving ``handler`` on 127.0.0.1; yields its port.
+
+    ``options`` go to aiosmtpd's ``Controller``: ``tls_context=`` offers STARTTLS,
+    ``ssl_context=`` speaks TLS from the first byte, ``authenticator=`` takes AUTH.
+    """
+    controller = Controller(handler, hostname=HOST, port=free_port(), **options)
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
 
 
 # aiohttp applications on a real port ---------------------------------------------------------

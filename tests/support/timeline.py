@@ -98,32 +98,24 @@ def line(verdicts: Iterable[SecondVerdict | Verdict | str]) -> str:
     return "".join(out)
 
 
+# Each signal's kind, and the fields holding its severity and its time.
+_EVENT_FIELDS: Mapping[type, tuple[str, str, str]] = {
+    Opened: ("opened", "severity", "started_at"),
+    Upgraded: ("upgraded", "to_severity", "started_at"),
+    Restored: ("restored", "severity", "restored_at"),
+    Reopened: ("reopened", "severity", "started_at"),
+}
+
+
 def event(signal: IncidentSignal, start: int) -> Event:
     """A signal as an :data:`Event`, its times relative to ``start``."""
-    if isinstance(signal, Opened):
-        return ("opened", signal.severity, signal.started_at - start, signal.detected_at - start)
-    if isinstance(signal, Upgraded):
-        return (
-            "upgraded",
-            signal.to_severity,
-            signal.started_at - start,
-            signal.detected_at - start,
-        )
-    if isinstance(signal, Restored):
-        return (
-            "restored",
-            signal.severity,
-            signal.restored_at - start,
-            signal.detected_at - start,
-        )
-    if isinstance(signal, Reopened):
-        return (
-            "reopened",
-            signal.severity,
-            signal.started_at - start,
-            signal.detected_at - start,
-        )
-    raise TypeError(signal)  # pragma: no cover
+    kind, severity, at = _EVENT_FIELDS[type(signal)]
+    return (
+        kind,
+        getattr(signal, severity),
+        getattr(signal, at) - start,
+        signal.detected_at - start,
+    )
 
 
 def events(signals: Iterable[IncidentSignal], start: int = T0) -> list[Event]:

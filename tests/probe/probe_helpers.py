@@ -1,14 +1,30 @@
-"""Probe-test pieces: the secret the probe context redacts, and the docstring table check."""
+"""Probe-test pieces: the secret the context redacts, no free descriptors, the docstring tables."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+import resource
+import socket
+from collections.abc import Iterator, Sequence
 
 from probe.base import ErrorRow
 
 # A secret the test context redacts, as if it came from the environment.
 SECRET_ENV = "s3cr3t-env"
+
+
+@contextlib.contextmanager
+def no_free_descriptors() -> Iterator[None]:
+    """Cap the descriptor limit at the lowest free one: the next socket the probe opens fails."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with socket.socket() as spare:
+        lowest_free = spare.fileno()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def docstring_table(doc: str | None) -> list[tuple[str, ...]]:
