@@ -12,6 +12,7 @@ from incidents.memory_store import MemoryStore
 from incidents.sqlite_store import SqliteStore
 from incidents.store import IncidentStore
 from tests.support.ci_tools import require_tool as _require
+from tests.support.postgres import PgCluster, pg_cluster
 
 
 @pytest.fixture
@@ -20,12 +21,31 @@ def require_tool() -> Callable[[str], str]:
     return _require
 
 
-@pytest.fixture(params=[pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite")])
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgCluster]:
+    """A private PostgreSQL cluster for the session (each test takes a fresh database)."""
+    with pg_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", id="memory"),
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres"),
+    ]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentStore]:
-    """Each store implementation, fresh: the same scenarios run against both."""
-    made: IncidentStore = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
-    )
+    """Each store implementation, fresh: the same scenarios run against all three."""
+    made: IncidentStore
+    if request.param == "memory":
+        made = MemoryStore()
+    elif request.param == "sqlite":
+        made = SqliteStore(tmp_path / "s.db")
+    else:
+        from incidents.pg_store import PgStore
+
+        made = PgStore(request.getfixturevalue("postgres").new_database())
     yield made
     made.close()
 
