@@ -137,6 +137,20 @@ class SecondBuckets:
         """The last second that is final at wall time ``now``."""
         return math.floor(now) - 1 - self.horizon
 
+    def silent_through(self, second: int, last: int) -> int:
+        """The last second of ``second..last`` before the next one holding attempts.
+
+        Only a few seconds are ever open (those within the horizon), so this is cheap;
+        it is asked only for a second that holds none.
+        """
+        ahead = [s for s in self._open if s > second]
+        ahead += [s for s in self.runs if s > second]
+        return min(last, min(ahead, default=last + 1) - 1)
+
+    def skip(self, last: int) -> None:
+        """Mark every second up to ``last`` final (after ``pop`` found the first one empty)."""
+        self.next_second = last + 1
+
     def pop(self, second: int) -> Bucket | None:
         """Remove and return the bucket of ``second`` as it becomes final (None: no attempts)."""
         if self.first_second is None:

@@ -329,26 +329,33 @@ class Classifier:
             return out
         while second <= last:
             bucket = buckets.pop(second)
+            if bucket is None:
+                # A silent stretch (not one attempt) is judged as one run, whatever its length.
+                count = buckets.silent_through(second, last) - second + 1
+                buckets.skip(second + count - 1)
+                for state in self._list:
+                    self._judge_empty(state, second, count, out)
+                second += count
+                continue
             for state in self._list:
-                if bucket is None:
-                    self._judge_empty(state, second, out)
-                else:
-                    self._judge(state, second, bucket, out)
+                self._judge(state, second, bucket, out)
             second += 1
         return out
 
-    def _judge_empty(self, state: _Service, second: int, out: Finalized) -> None:
-        """A second without a single attempt: every channel and the service have no data."""
+    def _judge_empty(self, state: _Service, second: int, count: int, out: Finalized) -> None:
+        """``count`` seconds without a single attempt: no data on every channel and the service."""
         for channel, _, totals, _ in state.lanes:
-            totals[_NO_DATA] += 1
+            totals[_NO_DATA] += count
             if self.emit_verdicts:
                 out.verdicts.append(
-                    SecondVerdict(state.name, channel, second, Verdict.NO_DATA, _ZERO)
+                    SecondVerdict(state.name, channel, second, Verdict.NO_DATA, _ZERO, 0, count)
                 )
-        state.totals[COMBINED][_NO_DATA] += 1
+        state.totals[COMBINED][_NO_DATA] += count
         if self.emit_verdicts:
-            out.verdicts.append(SecondVerdict(state.name, COMBINED, second, Verdict.NO_DATA, _ZERO))
-        state.machine.step(second, Verdict.NO_DATA, 0, out.signals)
+            out.verdicts.append(
+                SecondVerdict(state.name, COMBINED, second, Verdict.NO_DATA, _ZERO, 0, count)
+            )
+        state.machine.step_many(second, count, Verdict.NO_DATA, 0, out.signals)
 
     def _judge(self, state: _Service, second: int, bucket: Bucket, out: Finalized) -> None:
         failed = bucket.failed_probers() if bucket.control else None
@@ -392,22 +399,27 @@ class Classifier:
         held, count = self._held, self._held_count
         while second <= last:
             keys = runs.pop(second, None)
+            seconds = 1
             if opened and second in opened:
                 # Attempts that came through ``add``: judged from their bucket, not remembered.
                 bucket = opened.pop(second)
                 for service, channel, prober, outcome in keys or ():
                     bucket.add(service, Channel(channel), prober, outcome, 1)
                 result = self._result(bucket)
-            else:
-                signature = () if keys is None else tuple(keys)
+            elif keys is not None:
+                signature = tuple(keys)
                 result = results.get(signature) or self._learn(signature)
+            else:
+                # A silent stretch: one result, counted at once, whatever its length.
+                seconds = buckets.silent_through(second, last) - second + 1
+                result = results.get(()) or self._learn(())
             if result is held:
-                count += 1
+                count += seconds
             else:
                 if held is not None:
                     self._release(held, second - count, count, out)
-                held, count = result, 1
-            second += 1
+                held, count = result, seconds
+            second += seconds
         self._held, self._held_count = held, count
         buckets.next_second = second
         return out

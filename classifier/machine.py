@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -15,7 +14,9 @@ from classifier.verdict import Verdict, channels_of_mask
 from config.model import ClassifierConfig
 from config.timetext import format_time
 
-SNAPSHOT_VERSION = 1
+# Version 2 keeps the degraded window as runs; version 1 snapshots (one entry a second)
+# are still read.
+SNAPSHOT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +45,14 @@ class Thresholds:
             reopen_within=math.floor(config.reopen_within),
         )
 
-    def degraded_table(self) -> list[int]:
-        """Bad seconds the degraded condition needs, indexed by observed seconds (0..window)."""
-        return [
-            max(self.degraded_min_seconds, math.ceil(self.degraded_ratio * observed))
-            for observed in range(self.degraded_window + 1)
-        ]
+    def degraded_needed(self, observed: int) -> int:
+        """Bad seconds the degraded condition needs when ``observed`` seconds were observed.
+
+        Integer arithmetic (the ceiling of ratio x observed), so a long window costs no
+        table and a step no Fraction.
+        """
+        ratio = self.degraded_ratio
+        return max(self.degraded_min_seconds, -(-ratio.numerator * observed // ratio.denominator))
 
 
 def incident_id(service: str, started_at: int) -> str:
@@ -77,14 +80,15 @@ class ServiceMachine:
         # Non-production services only ever get severity 3 (SendGrid: P1/P2 are production only).
         self.production = production
         self.names: Mapping[int, str] = names or {n: f"Severity {n}" for n in (1, 2, 3)}
-        self._table = thresholds.degraded_table()
+        self._needed = thresholds.degraded_needed
         # step_many's shortcuts rely on thresholds config validation guarantees: a streak of
         # at least one second, and a degraded threshold of at least one bad second that never
-        # falls as observed seconds grow. Anything else is stepped second by second.
+        # falls as observed seconds grow (a ratio of at least 0). Anything else is stepped
+        # second by second.
         self._skippable = (
             thresholds.critical_after >= 1
-            and self._table[0] >= 1
-            and all(a <= b for a, b in itertools.pairwise(self._table))
+            and thresholds.degraded_needed(0) >= 1
+            and thresholds.degraded_ratio >= 0
         )
 
         # Seconds must come contiguously: gaps in the window arithmetic would be miscounted.
@@ -98,10 +102,11 @@ class ServiceMachine:
         self.streak_mask = 0
 
         # The degraded window: the first second it may count (machine start, or just after
-        # a restore, which clears it), and the bad and unobserved seconds inside it.
+        # a restore, which clears it), and its bad and unobserved seconds as runs of
+        # consecutive seconds, so memory follows the verdict changes, not the window length.
         self.window_floor: int | None = None
-        self.bad: deque[tuple[int, int]] = deque()  # (second, bad-channel mask)
-        self.unobserved: deque[int] = deque()
+        self.bad = SecondRuns()  # runs of bad seconds, each with its bad-channel mask
+        self.unobserved = SecondRuns()
 
         # The open incident, if any, and its run of available seconds toward a restore.
         self.incident: str | None = None
@@ -182,7 +187,7 @@ class ServiceMachine:
             quiet = not self._degraded_now()
         elif verdict is Verdict.NO_DATA or verdict is Verdict.INCONCLUSIVE:
             low = max(second - self.thresholds.degraded_window + 1, self.window_floor)
-            quiet = self.streak_start is None and not (self.bad and self.bad[-1][0] >= low)
+            quiet = self.streak_start is None and not (self.bad and self.bad.last >= low)
         else:
             quiet = self.incident is not None and not (
                 verdict is Verdict.UNAVAILABLE and self.production and self.severity > 1
@@ -196,15 +201,11 @@ class ServiceMachine:
         last = self.last_second
         low = max(last - self.thresholds.degraded_window + 1, self.window_floor)
         self._evict(low)
-        return len(self.bad) >= self._table[last - low + 1 - len(self.unobserved)]
+        return self.bad.count >= self._needed(last - low + 1 - self.unobserved.count)
 
     def _evict(self, low: int) -> None:
-        bad = self.bad
-        while bad and bad[0][0] < low:
-            bad.popleft()
-        gaps = self.unobserved
-        while gaps and gaps[0] < low:
-            gaps.popleft()
+        self.bad.evict(low)
+        self.unobserved.evict(low)
 
     def _skip(self, second: int, count: int, verdict: Verdict, bad_mask: int) -> None:
         """The state after ``count`` quiet steps of ``verdict`` from ``second`` on (see _quiet)."""
@@ -226,7 +227,7 @@ class ServiceMachine:
         self.incident_mask |= bad_mask
         self.good_len = 0
         if verdict is Verdict.NO_DATA or verdict is Verdict.INCONCLUSIVE:
-            self.unobserved.extend(kept)
+            self.unobserved.add(kept.start, kept.stop - 1)
             return
         if verdict is Verdict.UNAVAILABLE:
             if self.streak_start is None:
@@ -238,7 +239,7 @@ class ServiceMachine:
             self.streak_mask |= bad_mask
         else:
             self._break_streak()
-        self.bad.extend((s, bad_mask) for s in kept)
+        self.bad.add(kept.start, kept.stop - 1, bad_mask)
 
     def _count_streak(self, second: int, unavailable: bool, unobserved: bool, mask: int) -> None:
         """Extend, tolerate (a gap of at most max_gap) or break the critical streak."""
@@ -262,16 +263,14 @@ class ServiceMachine:
             self.window_floor = second
         low = max(second - self.thresholds.degraded_window + 1, self.window_floor)
         bad = self.bad
-        while bad and bad[0][0] < low:
-            bad.popleft()
         gaps = self.unobserved
-        while gaps and gaps[0] < low:
-            gaps.popleft()
+        bad.evict(low)
+        gaps.evict(low)
         if verdict is Verdict.UNAVAILABLE or verdict is Verdict.PARTIAL:
-            bad.append((second, mask))
+            bad.add(second, second, mask)
         elif unobserved:
-            gaps.append(second)
-        return len(bad) >= self._table[second - low + 1 - len(gaps)]
+            gaps.add(second, second)
+        return bad.count >= self._needed(second - low + 1 - gaps.count)
 
     def _upgrade(self, second: int, out: list[IncidentSignal]) -> None:
         assert self.incident is not None  # noqa: S101  (only called with an incident open)
@@ -305,9 +304,8 @@ class ServiceMachine:
             starts.append(self.streak_start)
             mask |= self.streak_mask
         if degraded:
-            starts.append(self.bad[0][0])
-            for _, channel_mask in self.bad:
-                mask |= channel_mask
+            starts.append(self.bad.first)
+            mask |= self.bad.mask()
         started_at = min(starts)
         self.good_len = 0
         if (
@@ -383,8 +381,8 @@ class ServiceMachine:
             "streak": [self.streak_start, self.streak_len, self.streak_gap, self.streak_mask],
             "window": {
                 "floor": self.window_floor,
-                "bad": [list(item) for item in self.bad],
-                "unobserved": list(self.unobserved),
+                "bad": self.bad.to_json(),
+                "unobserved": self.unobserved.to_json(),
             },
             "incident": None
             if self.incident is None
@@ -407,7 +405,8 @@ class ServiceMachine:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Load a state made by ``snapshot`` (ValueError if it is not one for this service)."""
-        if state.get("version") != SNAPSHOT_VERSION or state.get("service") != self.service:
+        version = state.get("version")
+        if version not in (1, SNAPSHOT_VERSION) or state.get("service") != self.service:
             raise ValueError(f"{self.service}: not a classifier snapshot of this service")
         try:
             self.last_second = _opt_int(state["last_second"])
@@ -416,8 +415,13 @@ class ServiceMachine:
             self.streak_len, self.streak_gap, self.streak_mask = int(length), int(gap), int(mask)
             window = state["window"]
             self.window_floor = _opt_int(window["floor"])
-            self.bad = deque((int(s), int(m)) for s, m in window["bad"])
-            self.unobserved = deque(int(s) for s in window["unobserved"])
+            if version == 1:
+                # One entry a second: (second, mask) for bad ones, the second for the others.
+                self.bad = SecondRuns.of_seconds((int(s), int(m)) for s, m in window["bad"])
+                self.unobserved = SecondRuns.of_seconds((int(s), 0) for s in window["unobserved"])
+            else:
+                self.bad = SecondRuns.from_json(window["bad"])
+                self.unobserved = SecondRuns.from_json(window["unobserved"])
             incident = state["incident"]
             self.incident = None if incident is None else str(incident["id"])
             if incident is not None:
@@ -433,6 +437,88 @@ class ServiceMachine:
                 self.restored_mask = int(restored["mask"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{self.service}: malformed classifier snapshot ({exc})") from None
+
+
+class SecondRuns:
+    """Seconds kept as runs ``[first, last, mask]`` of consecutive seconds with one mask.
+
+    What the degraded window holds: appended in second order, evicted from the front,
+    with the number of seconds it covers kept as it changes.
+    """
+
+    __slots__ = ("count", "runs")
+
+    def __init__(self) -> None:
+        self.runs: deque[list[int]] = deque()
+        self.count = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.runs)
+
+    @property
+    def first(self) -> int:
+        """The first second held (the runs must not be empty)."""
+        return self.runs[0][0]
+
+    @property
+    def last(self) -> int:
+        """The last second held (the runs must not be empty)."""
+        return self.runs[-1][1]
+
+    def add(self, first: int, last: int, mask: int = 0) -> None:
+        """Hold seconds ``first..last`` (after every second already held)."""
+        if last < first:
+            return
+        runs = self.runs
+        if runs and runs[-1][1] == first - 1 and runs[-1][2] == mask:
+            runs[-1][1] = last
+        else:
+            runs.append([first, last, mask])
+        self.count += last - first + 1
+
+    def evict(self, low: int) -> None:
+        """Drop every second before ``low``."""
+        runs = self.runs
+        while runs and runs[0][0] < low:
+            run = runs[0]
+            if run[1] < low:
+                self.count -= run[1] - run[0] + 1
+                runs.popleft()
+            else:
+                self.count -= low - run[0]
+                run[0] = low
+
+    def mask(self) -> int:
+        """The masks of every run held, or-ed."""
+        mask = 0
+        for run in self.runs:
+            mask |= run[2]
+        return mask
+
+    def clear(self) -> None:
+        """Hold nothing."""
+        self.runs.clear()
+        self.count = 0
+
+    def to_json(self) -> list[list[int]]:
+        """The runs as JSON."""
+        return [list(run) for run in self.runs]
+
+    @classmethod
+    def from_json(cls, data: Any) -> SecondRuns:
+        """Runs made by ``to_json`` (ValueError or TypeError if they are not)."""
+        held = cls()
+        for first, last, mask in data:
+            held.add(int(first), int(last), int(mask))
+        return held
+
+    @classmethod
+    def of_seconds(cls, seconds: Any) -> SecondRuns:
+        """Runs of ``(second, mask)`` pairs given one a second, in order."""
+        held = cls()
+        for second, mask in seconds:
+            held.add(second, second, mask)
+        return held
 
 
 def _opt_int(value: Any) -> int | None:

@@ -83,6 +83,13 @@ _MAX_KEYS = 4096
 # One attempt as the classifier needs it: service, channel, prober, second, outcome.
 Fields = tuple[str, Channel, str, int, int]
 
+# Attempts before 2000-01-01T00:00:00Z are refused: no such log exists, and a stamp that
+# old is a broken clock or a mangled line.
+EARLIEST = 946_684_800
+# So is an attempt more than this after the latest one so far: one far-future stamp
+# would have the replay judge every second up to it.
+MAX_AHEAD_S = 86_400
+
 
 class LineReader:
     """Turns replay lines into runs of same-second attempts; fast for the canonical form.
@@ -102,6 +109,8 @@ class LineReader:
         # HEAD → its run keys, indexed by outcome; TAIL → the outcome's index.
         self._heads: dict[bytes, tuple[RunKey, ...]] = {}
         self._tails: dict[bytes, int] = {}
+        # The latest second seen: a line far past it is refused (see MAX_AHEAD_S).
+        self._newest: int | None = None
 
     def runs(self, lines: Iterable[bytes]) -> Iterator[tuple[int, list[RunKey]]]:
         """Consecutive attempts of one second, one key each, in the order of the lines.
@@ -135,6 +144,7 @@ class LineReader:
                 service, channel, prober, second, outcome = fields
                 key = (service, channel.value, prober, outcome)
             if second != run_second:
+                self._plausible(second, number)
                 if run:
                     yield run_second, run
                 run, run_second, run_stamp = [], second, b"-"
@@ -206,6 +216,24 @@ class LineReader:
         self._minute_start = self._midnight + hour * 3600 + minute * 60
         return self._minute_start + second
 
+    def _plausible(self, second: int, number: int) -> None:
+        """Refuse an attempt before EARLIEST or more than MAX_AHEAD_S past the latest so far."""
+        if second < EARLIEST:
+            raise ReplayError(
+                number,
+                f"started_at: {format_time(second)} is before {format_time(EARLIEST)} "
+                "(not a plausible time for an attempt)",
+            )
+        newest = self._newest
+        if newest is not None and second > newest + MAX_AHEAD_S:
+            raise ReplayError(
+                number,
+                f"started_at: {format_time(second)} is more than a day after the latest "
+                f"attempt so far ({format_time(newest)})",
+            )
+        if newest is None or second > newest:
+            self._newest = second
+
     def _validate(self, service: str, channel: Channel, number: int) -> None:
         try:
             self._check(service, channel)
@@ -235,6 +263,7 @@ class LineReader:
         for number, line in enumerate(lines, 1):
             attempt = self._attempt(line, number)
             if attempt is not None:
+                self._plausible(attempt.second, number)
                 yield attempt.second, attempt
 
 
@@ -247,7 +276,9 @@ def parse_line(line: bytes, number: int) -> Attempt | None:
     if not line.strip():
         return None
     try:
-        record = json.loads(line)
+        record = json.loads(line, object_pairs_hook=_unique_keys)
+    except DuplicateKeyError as exc:
+        raise ReplayError(number, str(exc)) from None
     except json.JSONDecodeError as exc:
         raise ReplayError(number, f"invalid JSON: {exc.msg} (column {exc.pos + 1})") from None
     except UnicodeDecodeError as exc:
@@ -256,6 +287,19 @@ def parse_line(line: bytes, number: int) -> Attempt | None:
         return attempt_from_json(record)
     except AttemptFormatError as exc:
         raise ReplayError(number, str(exc)) from None
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object that names one key twice (refused, as duplicate YAML keys are)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"{key}: duplicate key (a line gives each field once)")
+        out[key] = value
+    return out
 
 
 @dataclass

@@ -99,6 +99,8 @@ class SecondVerdict:
     ``counts`` are the judged attempts by outcome in OUTCOMES order (probe_error included,
     for evidence, though it never counts); for ``combined`` they are summed over channels.
     ``set_aside`` is the number of attempts set aside because their prober's control failed.
+    ``seconds`` is how many consecutive seconds from ``second`` on the verdict stands for:
+    more than one only for a silent stretch (no attempt at all), judged as one run.
     """
 
     service: str
@@ -107,6 +109,12 @@ class SecondVerdict:
     verdict: Verdict
     counts: tuple[int, ...]
     set_aside: int = 0
+    seconds: int = 1
+
+    @property
+    def last(self) -> int:
+        """The last second the verdict stands for."""
+        return self.second + self.seconds - 1
 
     def by_outcome(self) -> Mapping[str, int]:
         """The non-zero counts, keyed by outcome name."""

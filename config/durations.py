@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -17,17 +18,24 @@ def parse_duration(value: Any) -> float:
     """Parse ``10s``-style text (or a bare number of seconds) into seconds."""
     if isinstance(value, bool):
         raise _invalid(value)
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         match = _PATTERN.match(value)
         if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+            if math.isfinite(seconds):
+                return seconds
     raise _invalid(value)
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest config spelling of a duration: 90 → ``90s``, 3600 → ``1h``, 86400 → ``24h``."""
+    """The shortest config spelling of a duration: 90 → ``90s``, 3600 → ``1h``, 86400 → ``24h``.
+
+    Whole days past a week are written in days (``400d``), as the config allows.
+    """
+    if seconds > 7 * 86400 and (seconds / 86400).is_integer():
+        return f"{int(seconds / 86400)}d"
     for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"

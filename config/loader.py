@@ -42,9 +42,21 @@ class LoadedConfig:
         """The redactor of this config's secrets."""
         return Redactor(self.secrets)
 
+    def path(self, value: str) -> Path:
+        """A path named in this config: relative paths start at the config file's folder."""
+        return config_path(self.source, value)
+
     def calendars(self) -> dict[str, CalendarConfig]:
         """Catalog calendars overlaid with the config's own."""
         return {**self.catalog.calendars, **self.config.calendars}
+
+
+def config_path(source: str, value: str) -> Path:
+    """Where a path written in the config file ``source`` points (relative: its folder)."""
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    return Path(source).resolve().parent / candidate
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -63,10 +75,21 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     return out
 
 
+def _construct_timestamp(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> str:
+    """A YAML timestamp stays the text it was written as.
+
+    PyYAML would build a date (and raise a bare ValueError for ``2026-02-30``) wherever one
+    is written, even where a name is expected; as text, the model parses it where a date
+    belongs and refuses it, located, where it does not.
+    """
+    return str(loader.construct_scalar(node))
+
+
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _construct_mapping,
 )
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -116,10 +139,13 @@ def _located(error: ErrorDetails, source: str) -> ConfigError:
     return ConfigError(source, format_path(tuple(_visible(part) for part in loc)), message)
 
 
-def _visible(part: int | str) -> int | str:
+def _visible(part: object) -> int | str:
     """A user's key as it reads in a key path: quoted when blank, odd or unprintable."""
-    if isinstance(part, int) or (part.isprintable() and part.strip() == part and part):
+    if isinstance(part, int) and not isinstance(part, bool):
         return part
+    if isinstance(part, str) and part.isprintable() and part.strip() == part and part:
+        return part
+    # YAML makes keys of numbers, booleans and nulls too (``1.5:``, ``yes:``, ``~:``).
     return repr(part)
 
 

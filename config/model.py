@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from config.durations import Duration
+from config.durations import Duration, format_duration, parse_duration
 
 # The outcome taxonomy of DESIGN.md §3, as names: config may not import probe/, so the
 # probe package's Outcome enum is checked against this list by a test.
@@ -105,6 +105,29 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 Name = Annotated[str, Field(pattern=NAME_RE)]
 PositiveDuration = Annotated[Duration, Field(gt=0)]
 NonNegativeDuration = Annotated[Duration, Field(ge=0)]
+
+
+def _at_most(limit: str) -> AfterValidator:
+    """Refuse a duration above ``limit`` (written like the config), naming the cap."""
+    cap = parse_duration(limit)
+
+    def check(value: float) -> float:
+        if value > cap:
+            raise PydanticCustomError(
+                "duration_cap",
+                "must be at most {cap}, got {value}",
+                {"cap": limit, "value": format_duration(value)},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+# Every duration key has a cap that makes sense for it: a value past it is a typo (400d
+# for 400s), and windows and horizons sized by it would cost time and memory for nothing.
+ProbeTimeout = Annotated[PositiveDuration, _at_most("5m")]
+ControlTimeout = Annotated[PositiveDuration, _at_most("1m")]
+Retention = Annotated[PositiveDuration, _at_most("3650d")]
 Port = Annotated[int, Field(gt=0, lt=65536)]
 Rate = Annotated[float, Field(gt=0, le=1000)]
 
@@ -146,8 +169,8 @@ class StorageConfig(Strict):
     # A libpq URL; secret, since it may carry the password (use ${VAR} for it).
     url: SecretStr | None = None
     attempts_per_second: Annotated[int, Field(ge=0)] = 20
-    retention_runs: PositiveDuration = 400 * 86400.0
-    retention_attempts: PositiveDuration = 90 * 86400.0
+    retention_runs: Retention = 400 * 86400.0
+    retention_attempts: Retention = 90 * 86400.0
 
     @field_validator("url")
     @classmethod
@@ -159,6 +182,14 @@ class StorageConfig(Strict):
                     "storage_url", "must be a postgresql:// URL (or omit it for SQLite)"
                 )
         return value
+
+
+class EvidenceConfig(Strict):
+    """How evidence bundles are sealed: optionally signed with an Ed25519 key."""
+
+    # A PEM Ed25519 private key file (relative paths start at the config's folder). Read
+    # only when a bundle is made; its contents never appear in output, logs or errors.
+    signing_key: str | None = None
 
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -254,7 +285,7 @@ class ControlTarget(Strict):
     name: Name
     tcp: HostPort | None = None
     http: Url | None = None
-    timeout: PositiveDuration = 1.0
+    timeout: ControlTimeout = 1.0
 
     @model_validator(mode="after")
     def _one_kind(self) -> ControlTarget:
@@ -266,13 +297,13 @@ class ControlTarget(Strict):
 class ClassifierConfig(Strict):
     """Thresholds of the classification state machine (DESIGN.md §5)."""
 
-    critical_after: PositiveDuration = 60.0
-    recover_after: PositiveDuration = 120.0
-    degraded_window: PositiveDuration = 300.0
+    critical_after: Annotated[PositiveDuration, _at_most("1h")] = 60.0
+    recover_after: Annotated[PositiveDuration, _at_most("1d")] = 120.0
+    degraded_window: Annotated[PositiveDuration, _at_most("1d")] = 300.0
     degraded_ratio: Annotated[float, Field(gt=0, le=1)] = 0.05
-    degraded_min_seconds: Annotated[int, Field(ge=1)] = 10
-    max_gap: NonNegativeDuration = 5.0
-    reopen_within: NonNegativeDuration = 900.0
+    degraded_min_seconds: Annotated[int, Field(ge=1, le=86_400)] = 10
+    max_gap: Annotated[NonNegativeDuration, _at_most("1h")] = 5.0
+    reopen_within: Annotated[NonNegativeDuration, _at_most("7d")] = 900.0
 
 
 class SlaConfig(Strict):
@@ -282,7 +313,7 @@ class SlaConfig(Strict):
     calendar: str | None = None
     commitment: Annotated[float, Field(gt=0, le=100)] | None = None
     # The update cadence where the policy leaves it to mutual agreement (Bird).
-    update_every: PositiveDuration | None = None
+    update_every: Annotated[PositiveDuration, _at_most("30d")] | None = None
 
 
 class TlsOptions(Strict):
@@ -307,7 +338,7 @@ class HttpTarget(Strict):
         default_factory=lambda: list(range(200, 400))
     )
     expect_body: str | None = None
-    timeout: PositiveDuration = 10.0
+    timeout: ProbeTimeout = 10.0
     rate: Rate = 1.0
     connection: Literal["fresh", "reuse"] = "fresh"
     tls: TlsOptions = Field(default_factory=TlsOptions)
@@ -341,7 +372,7 @@ class SmtpTarget(Strict):
     rcpt_to: str = "probe@localhost"
     mode: Literal["connect", "ehlo", "envelope", "data"] = "envelope"
     local_hostname: str | None = None
-    timeout: PositiveDuration = 10.0
+    timeout: ProbeTimeout = 10.0
     rate: Rate = 1.0
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
 
@@ -384,7 +415,7 @@ class NotifyBase(Strict):
     services: list[str] | None = None
     severities: list[Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=lambda: [1, 2, 3])
     max_tries: Annotated[int, Field(ge=1)] = 10
-    timeout: PositiveDuration = 10.0
+    timeout: ProbeTimeout = 10.0
 
 
 class WebhookNotify(NotifyBase):
@@ -445,6 +476,7 @@ class Config(Strict):
     prober: ProberConfig = Field(default_factory=ProberConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     calendars: dict[Name, CalendarConfig] = Field(default_factory=dict)
     control: list[ControlTarget] = Field(default_factory=list)
     services: list[ServiceConfig] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 # RFC 3339 §5.6 date-time: ``T`` (or ``t``, or a space, which §5.6 allows by agreement)
 # between date and time, an optional fraction, and a required offset (``Z``, ``z`` or ±hh:mm).
@@ -38,6 +39,12 @@ def parse_time(text: object) -> float:
     return parsed.timestamp()
 
 
+@lru_cache(maxsize=64)
+def _second_text(whole: int) -> str:
+    # Remembered (a few): evidence writes the attempts of one second one after another.
+    return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_time(epoch: float, precision: int | None = None) -> str:
     """UTC epoch seconds as RFC 3339 with ``Z``.
 
@@ -46,7 +53,7 @@ def format_time(epoch: float, precision: int | None = None) -> str:
     up: a deadline shown is never later than the real one.
     """
     whole = math.floor(epoch)
-    text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    text = _second_text(whole)
     digits = precision
     if digits is None:
         digits = 3 if math.floor((epoch - whole) * 1000 + 1e-6) else 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from incidents.lifecycle import apply
+from incidents.lifecycle import admit, apply
 from incidents.model import EventRecord, Incident
 
 
@@ -41,7 +41,8 @@ def plan_events(
 
     ``recorded(incident, key)`` says whether the store holds that keyed event already;
     ``stored(incident)`` is the incident as the store holds it (None when it has none).
-    LifecycleError (nothing to write) when an event cannot apply.
+    LifecycleError (nothing to write) when an event cannot apply, or a new user event
+    cannot have happened as told (``incidents.lifecycle.admit``).
     """
     plan = EventPlan()
     seen: set[tuple[str, str]] = set()
@@ -56,6 +57,7 @@ def plan_events(
             current = stored(event.incident)
             if current is None:
                 plan.created.add(event.incident)
+        admit(current, event)
         plan.incidents[event.incident] = apply(current, event)
         plan.added.append(event)
     return plan

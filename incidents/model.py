@@ -152,6 +152,9 @@ class Incident:
     ticket_opened_at: float | None = None
     severity_changes: tuple[SeverityChange, ...] = ()
     reopened_at: tuple[int, ...] = ()
+    # Since when the provider has been waiting for the customer (an awaiting_customer not
+    # yet answered by customer_replied); None when it is not.
+    awaiting_since: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The incident as the API, the CLI and evidence show it (times RFC 3339 UTC)."""

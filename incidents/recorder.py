@@ -152,7 +152,7 @@ class Recorder:
                 run.channel,
                 run.verdict,
                 run.first,
-                verdict.second,
+                verdict.last,
                 run.counts,
                 run.set_aside,
             )
@@ -162,14 +162,14 @@ class Recorder:
                 verdict.channel,
                 str(verdict.verdict),
                 verdict.second,
-                verdict.second,
+                verdict.last,
                 tuple(verdict.counts),
                 verdict.set_aside,
             )
         self._runs[channel_key] = run
         self._dirty[(run.service, run.channel, run.first)] = run
-        self._high_water[channel_key] = verdict.second
-        self._hw_dirty[channel_key] = verdict.second
+        self._high_water[channel_key] = verdict.last
+        self._hw_dirty[channel_key] = verdict.last
 
     def signal(self, signal: IncidentSignal, *, now: float | None = None) -> None:
         """Record a classifier signal as an incident event (``now``: when it is recorded)."""

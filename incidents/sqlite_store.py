@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from config.loader import config_path
 from incidents.commit import plan_events
 from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
@@ -130,10 +131,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def store_path(config_source: str, path: str) -> Path:
     """Where a config's ``storage.path`` points: relative paths start at the config's folder."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute():
-        return candidate
-    return Path(config_source).resolve().parent / candidate
+    return config_path(config_source, path)
 
 
 def _busy(exc: BaseException) -> bool:

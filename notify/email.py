@@ -11,8 +11,9 @@ import aiosmtplib
 
 from config import LoadedConfig
 from config.model import EmailNotify
-from incidents.evidence import bundle_for, render
+from incidents.evidence import render_evidence
 from incidents.outbox import Notification
+from incidents.signing import load_signer
 from incidents.store import IncidentStore
 from notify.sender import DeliveryError, PermanentDeliveryError, Sender, SenderContext
 from notify.text import detail_lines, headline
@@ -48,8 +49,16 @@ def markdown_evidence(loaded: Callable[[], LoadedConfig], clock: Clock, version:
     """Ticket-draft bodies: the incident's Markdown evidence as of the time it is sent."""
 
     def evidence(store: IncidentStore, incident: str) -> str | None:
-        bundle = bundle_for(store, incident, loaded(), now=clock.time(), version=version)
-        return None if bundle is None else render(bundle, "md")
+        config = loaded()
+        return render_evidence(
+            store,
+            incident,
+            config,
+            "md",
+            now=clock.time(),
+            version=version,
+            signer=load_signer(config),
+        )
 
     return evidence
 

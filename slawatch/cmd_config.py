@@ -9,6 +9,7 @@ from typing import Any
 from config import Config, load_catalog, load_config
 from config.catalog import BUSINESS, CLOCK_NAMES, ClockSpec
 from config.durations import format_duration
+from incidents.signing import load_signer
 from incidents.store import StoreError
 from slawatch.errors import CheckFailed
 from slawatch.storage import check_store
@@ -33,6 +34,8 @@ def register(subparsers: Any) -> None:
 def check_config(args: argparse.Namespace) -> int:
     """Validate a config file and summarise it in one line."""
     loaded = load_config(args.file)
+    # A signing key that cannot be read fails here, not when the first bundle is made.
+    load_signer(loaded)
     services = loaded.config.services
     api = sum(len(s.api) for s in services)
     smtp = sum(len(s.smtp) for s in services)

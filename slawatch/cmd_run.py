@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from config import load_config
+from incidents.signing import load_signer
 from incidents.store import StoreError
 from probe.clock import SystemClock
 from slawatch.daemon import build
@@ -30,6 +31,8 @@ def register(subparsers: Any) -> None:
 def run_daemon(args: argparse.Namespace) -> int:
     """Load the config, then run the daemon until it is told to stop."""
     loaded = load_config(args.config)
+    # A signing key that cannot be read fails at start-up, not at the first bundle.
+    load_signer(loaded)
     daemon = build(loaded, clock=SystemClock(), registry=CollectorRegistry())
     setup_logging(level=args.log_level, fmt=args.log_format, redactor=lambda: daemon.loaded.redact)
 

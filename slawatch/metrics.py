@@ -173,9 +173,9 @@ class Metrics:
         self.misconfigured.labels(attempt.service, attempt.target).set(int(attempt.misconfigured))
 
     def verdict(self, verdict: SecondVerdict, streak: int) -> None:
-        """Count one final second; set the channel's availability and unavailable streak."""
+        """Count final seconds; set the channel's availability and unavailable streak."""
         key = (verdict.service, verdict.channel)
-        self.seconds.labels(*key, verdict.verdict.value).inc()
+        self.seconds.labels(*key, verdict.verdict.value).inc(verdict.seconds)
         bad = verdict.verdict in (Verdict.UNAVAILABLE, Verdict.PARTIAL)
         if verdict.verdict in (Verdict.AVAILABLE, Verdict.UNAVAILABLE, Verdict.PARTIAL):
             self.channel_available.labels(*key).set(0 if bad else 1)

@@ -54,13 +54,14 @@ class Board:
             channels.setdefault(COMBINED, ChannelStatus())
 
     def record(self, verdict: SecondVerdict) -> int:
-        """Take one final second; the channel's unavailable streak after it."""
+        """Take final seconds (one verdict); the channel's unavailable streak after them."""
         status = self.channels.setdefault(verdict.service, {}).setdefault(
             verdict.channel, ChannelStatus()
         )
-        status.streak = status.streak + 1 if verdict.verdict is Verdict.UNAVAILABLE else 0
+        unavailable = verdict.verdict is Verdict.UNAVAILABLE
+        status.streak = status.streak + verdict.seconds if unavailable else 0
         status.verdict = str(verdict.verdict)
-        status.second = verdict.second
+        status.second = verdict.last
         return status.streak
 
     def of(self, service: str) -> dict[str, ChannelStatus]:

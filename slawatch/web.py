@@ -12,11 +12,13 @@ from typing import Any, NoReturn
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from config import ConfigError
 from config.model import ServiceConfig
 from config.timetext import TimeTextError, format_time, parse_time
-from incidents.evidence import bundle_for, render
+from incidents.evidence import render_evidence
 from incidents.lifecycle import LifecycleError, fold, user_event
 from incidents.model import EventRecord, Incident
+from incidents.signing import load_signer
 from incidents.store import StoreError
 from incidents.view import incident_view
 from probe.attempt import AttemptFormatError
@@ -224,14 +226,25 @@ async def evidence(request: web.Request) -> web.Response:
     if store is None:
         return _error(503, "store not open")
     now = daemon.clock.time()
-    bundle = await daemon.read(
-        lambda: bundle_for(
-            store, request.match_info["id"], daemon.loaded, now=now, version=__version__
+    loaded = daemon.loaded
+    try:
+        signer = load_signer(loaded)
+    except ConfigError as exc:
+        return _error(500, f"cannot sign evidence: {exc}")
+    text = await daemon.read(
+        lambda: render_evidence(
+            store,
+            request.match_info["id"],
+            loaded,
+            fmt,
+            now=now,
+            version=__version__,
+            signer=signer,
         )
     )
-    if bundle is None:
+    if text is None:
         return _error(404, "no such incident")
-    return web.Response(text=render(bundle, fmt), content_type=_CONTENT_TYPES[fmt], charset="utf-8")
+    return web.Response(text=text, content_type=_CONTENT_TYPES[fmt], charset="utf-8")
 
 
 _ERRORS: dict[int, type[web.HTTPError]] = {

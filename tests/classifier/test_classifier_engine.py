@@ -79,7 +79,7 @@ def test_degraded_threshold_is_exact() -> None:
         ClassifierConfig(degraded_ratio=0.07, degraded_min_seconds=1, degraded_window=100)
     )
     assert thresholds.degraded_ratio == Fraction(7, 100)
-    assert thresholds.degraded_table()[100] == 7
+    assert thresholds.degraded_needed(100) == 7
 
 
 def test_counts_as_unavailable_is_per_service() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import subprocess
@@ -10,12 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from incidents.evidence import FORMATS, GENESIS, EvidenceError, chain_digest, render, seal, verify
-from tests.incidents.incidents_timeline import ENV, OUTAGE, SECRET, write_attempts, write_config
+from incidents.evidence import (
+    FORMATS,
+    GENESIS,
+    RECORD_FIELDS,
+    UNSIGNED_NOTE,
+    Chain,
+    EvidenceError,
+    chain_digest,
+    evidence_source,
+    verify,
+    write_evidence,
+)
+from tests.incidents.incidents_timeline import ENV, OUTAGE, SECRET, T0, write_attempts, write_config
 from tests.support.ci_tools import require_tool
 from tests.support.cli import run_slawatch
 
 INCIDENT = "bird-20261102T100320Z"
+# A time after the replayed log ends.
+T_END = T0 + 3600.0
 
 
 def slawatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -54,15 +68,21 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_exported_bundles_verify(exported: Path, fmt: str) -> None:
     """``evidence verify`` recomputes the chain of the JSON and the CSV and says OK."""
     done = slawatch("evidence", "verify", f"bundle.{fmt}", cwd=exported)
-    head = json.loads((exported / "bundle.json").read_text())["chain"]["head"]
-    assert (done.returncode, done.stdout.strip()) == (
-        0,
-        f"bundle.{fmt}: OK: 150 records, head {head}",
+    bundle = json.loads((exported / "bundle.json").read_text())
+    head, seal = bundle["chain"]["head"], bundle["seal"]["digest"]
+    after = (
+        f"every part sealed, seal {seal}; {UNSIGNED_NOTE}"
+        if fmt == "json"
+        else "(a CSV holds the records only: compare the head with the bundle's chain)"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"bundle.{fmt}: OK: 91 records, head {head}" + (
+        f"; {after}" if fmt == "json" else f" {after}"
     )
 
 
 def test_json_records_are_the_seconds_of_the_window(exported: Path) -> None:
-    """One record per second from the margin before the start to the restore, with counts and latency."""
+    """One record for the steady run-up, then one per unavailable second, with counts and latency."""
     bundle = json.loads((exported / "bundle.json").read_text())
     records = bundle["records"]
     assert bundle["window"] == {
@@ -70,9 +90,12 @@ def test_json_records_are_the_seconds_of_the_window(exported: Path) -> None:
         "to": "2026-11-02T10:04:50Z",
         "seconds": 150,
         "margin_s": 60,
+        "until": "restored",
     }
-    assert [r["verdict"] for r in records] == ["available"] * 60 + ["unavailable"] * 90
-    outage = records[60]
+    assert [(r["verdict"], r["seconds"]) for r in records] == [("available", 60)] + [
+        ("unavailable", 1)
+    ] * 90
+    outage = records[1]
     assert (outage["second"], outage["api"], outage["smtp"], outage["ok"], outage["timeout"]) == (
         "2026-11-02T10:03:20Z",
         "unavailable",
@@ -100,6 +123,8 @@ def test_markdown_is_a_ticket_body(exported: Path) -> None:
         f"`{bundle['config_digest']}`",
         "| first_response | 15m | 24x7 | 2026-11-02T10:18:31Z | breached |",
         f"`{bundle['chain']['head']}`",
+        "- Evidence seal (SHA-256 over every part of the bundle): `",
+        "- **unmonitored** (0 s): slawatch was not running",
     ):
         assert expected in text
 
@@ -115,49 +140,49 @@ def test_one_flipped_byte_is_named(exported: Path, tmp_path: Path) -> None:
     raw = bytearray((exported / "bundle.json").read_bytes())
     marker = b'"timeout": 1,'
     position = -1
-    for _ in range(5):  # the fifth unavailable second: record 65 of 150
+    for _ in range(5):  # the fifth unavailable second: record 6 of 91
         position = raw.index(marker, position + 1)
     raw[position + len(marker) - 2] = ord("2")
     (tmp_path / "tampered.json").write_bytes(bytes(raw))
     done = slawatch("evidence", "verify", "tampered.json", cwd=tmp_path)
     assert done.returncode == 1
-    assert "record 65 of 150 (second 2026-11-02T10:03:24Z) was altered" in done.stderr
+    assert "record 6 of 91 (second 2026-11-02T10:03:24Z) was altered" in done.stderr
 
 
 def test_an_edited_csv_cell_is_named(exported: Path, tmp_path: Path) -> None:
     """Changing a verdict in the CSV is found just the same."""
     lines = (exported / "bundle.csv").read_text().splitlines()
-    lines[100] = lines[100].replace("unavailable", "available", 1)
+    lines[40] = lines[40].replace("unavailable", "available", 1)
     (tmp_path / "tampered.csv").write_text("\n".join(lines) + "\n")
     result = verify((tmp_path / "tampered.csv").read_text())
-    assert (result.ok, result.bad_index, result.bad_second) == (False, 99, "2026-11-02T10:03:59Z")
+    assert (result.ok, result.bad_index, result.bad_second) == (False, 39, "2026-11-02T10:03:58Z")
 
 
 def test_a_cut_chain_fails_on_the_head() -> None:
-    """Dropping the last record of a JSON bundle no longer matches its head digest."""
-    records, head = seal(
-        [
+    """Dropping the last record of a format 1 JSON bundle no longer matches its head digest."""
+    chain = Chain(RECORD_FIELDS[:-1])
+    records = [
+        chain.add(
             {
-                **dict.fromkeys(_fields(), 0),
+                **dict.fromkeys(RECORD_FIELDS, 0),
                 "second": f"s{i}",
                 "verdict": "available",
                 "api": None,
                 "smtp": None,
                 "worst_latency_ms": None,
             }
-            for i in range(3)
-        ]
-    )
-    result = verify(json.dumps({"records": records[:2], "chain": {"head": head}}))
+        )
+        for i in range(3)
+    ]
+    bundle = {
+        "format": "slawatch-evidence/1",
+        "records": records[:2],
+        "chain": {"head": chain.head},
+    }
+    result = verify(json.dumps(bundle))
     assert not result.ok
     assert result.bad_index is None
     assert "head digest" in result.reason
-
-
-def _fields() -> tuple[str, ...]:
-    from incidents.evidence import RECORD_FIELDS
-
-    return RECORD_FIELDS
 
 
 @pytest.mark.parametrize(
@@ -184,9 +209,16 @@ def test_verify_of_markdown_exits_2(exported: Path) -> None:
 
 
 def test_render_refuses_an_unknown_format(exported: Path) -> None:
-    """render() knows exactly the four formats."""
-    with pytest.raises(EvidenceError, match="unknown format 'pdf'"):
-        render(json.loads((exported / "bundle.json").read_text()), "pdf")
+    """write_evidence() knows exactly the four formats."""
+    from config import load_config
+    from incidents.sqlite_store import SqliteStore
+
+    loaded = load_config(exported / "slawatch.yaml", ENV)
+    with SqliteStore(exported / "store.db") as store:
+        source = evidence_source(store, INCIDENT, loaded, now=T_END, version="test")
+        assert source is not None
+        with pytest.raises(EvidenceError, match="unknown format 'pdf'"):
+            write_evidence(io.StringIO(), "pdf", source)
 
 
 def test_html_is_self_contained(exported: Path) -> None:

@@ -12,6 +12,7 @@ from config import LoadedConfig, load_config
 from config.timetext import format_time, parse_time
 from incidents.lifecycle import (
     LifecycleError,
+    admit,
     clock_events,
     fold,
     incident_clocks,
@@ -65,9 +66,10 @@ def test_user_events_are_checked_for_shape(
 
 
 def test_an_event_from_the_future_is_refused() -> None:
-    """``at`` may not be later than the time it is recorded."""
+    """``at`` may be at most MAX_SKEW_S later than the time it is recorded."""
+    admit(None, user_event("bird-1", "resolved", at=T0 + 60, source="api", recorded_at=T0))
     with pytest.raises(LifecycleError, match="future"):
-        user_event("bird-1", "resolved", at=T0 + 5, source="api", recorded_at=T0)
+        admit(None, user_event("bird-1", "resolved", at=T0 + 61, source="api", recorded_at=T0))
 
 
 def test_severity_change_to_the_same_level_is_refused(loaded: LoadedConfig) -> None:
