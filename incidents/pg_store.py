@@ -162,6 +162,9 @@ class PgStore:
         except psycopg.Error as exc:
             self.close()
             raise StoreError(f"{self.where}: cannot use the database: {_reason(exc)}") from None
+        except StoreError:
+            self.close()
+            raise
 
     # -- connection ------------------------------------------------------------
 

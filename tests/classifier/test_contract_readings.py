@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
-from classifier_timelines import T0, attempts, expand, lines
 
 from config.timetext import format_time
 from probe.attempt import Attempt, Channel, Outcome
 from slawatch.cli import main
+from tests.classifier.classifier_timelines import T0, attempts, lines
+from tests.support.timeline import expand
 
 # Only the critical condition opens (a degraded one would need 1000 bad seconds), so an
 # outage is detected 60 s after its first bad second; reopen_within is 150 s.

@@ -8,7 +8,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from classifier_timelines import CONFIG, T0, attempts, config, lines
 
 from classifier.buckets import SecondBuckets
 from classifier.engine import Classifier
@@ -21,6 +20,7 @@ from config.timetext import format_time
 from incidents.memory_store import MemoryStore
 from incidents.recorder import replay_into_store
 from slawatch.cli import main
+from tests.classifier.classifier_timelines import CONFIG, T0, attempts, config, lines
 
 DAY = 86_400
 

@@ -8,18 +8,13 @@ nothing is recorded; RFC 3339 times may be written with a lower-case ``t`` and `
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "incidents"))
-from incidents_timeline import ENV, OUTAGE, T0, write_attempts, write_config
 
 from config import load_config
 from config.timetext import format_time
@@ -28,22 +23,16 @@ from incidents.sqlite_store import SqliteStore
 from probe.clock import ManualClock
 from slawatch.daemon import Daemon
 from slawatch.web import make_app
+from tests.incidents.incidents_timeline import ENV, OUTAGE, T0, write_attempts, write_config
+from tests.support.cli import run_slawatch
 
 INCIDENT = "bird-20261102T100320Z"
 FIRST_BAD = "2026-11-02T10:03:20Z"
 
 
 def slawatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the real command line in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", *args],
-        cwd=cwd,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """Run the real command line in a subprocess, with the timeline's environment."""
+    return run_slawatch(*args, cwd=cwd, env=ENV)
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ scripted timeline, then edits the bundle the way a disputing provider might.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from incidents_timeline import CONFIG, ENV, OUTAGE, T0, write_attempts, write_config
 from prometheus_client import CollectorRegistry
 
 from config import load_config
@@ -33,6 +30,8 @@ from incidents.sqlite_store import SqliteStore
 from probe.clock import ManualClock
 from slawatch.daemon import Daemon
 from slawatch.web import make_app
+from tests.incidents.incidents_timeline import CONFIG, ENV, OUTAGE, T0, write_attempts, write_config
+from tests.support.cli import run_slawatch
 
 INCIDENT = "bird-20261102T100320Z"
 # The replaying host's own prober id: it made no attempt, so no bundle may name it.
@@ -43,16 +42,8 @@ UNSIGNED_CONFIG = CONFIG.replace("prober: {id: eu-1}", "prober: {id: replayer}")
 
 
 def slawatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the real command line in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", *args],
-        cwd=cwd,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """Run the real command line in a subprocess, with the timeline's environment."""
+    return run_slawatch(*args, cwd=cwd, env=ENV)
 
 
 def _write_key(path: Path) -> Ed25519PrivateKey:
