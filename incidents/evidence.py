@@ -272,7 +272,7 @@ def build_bundle(
         "clocks": clocks_json(clocks),
         "clocks_error": clocks_error,
         "events": [e.to_json() for e in events],
-        "samples": [_sample_json(a) for a in window_samples],
+        "samples": [sample_json(a) for a in window_samples],
         "probers": probers,
         "software": {"name": "slawatch", "version": version},
         "config_digest": config_digest,
@@ -333,7 +333,8 @@ def bundle_for(
     )
 
 
-def _sample_json(attempt: Attempt) -> dict[str, Any]:
+def sample_json(attempt: Attempt) -> dict[str, Any]:
+    """One sampled attempt as evidence shows it (times RFC 3339, durations in seconds)."""
     return {
         "started_at": format_time(attempt.started_at),
         "channel": str(attempt.channel),
