@@ -101,7 +101,7 @@ def _cells(spans: Iterable[Mapping[str, Any]]) -> Iterable[tuple[int, str]]:
 
 
 def timeline_grid(timeline: Mapping[str, Any], channel: str, *, label: str) -> str:
-    """One channel's per-second grid: a row per minute, a cell per second with its verdict.
+    """One channel's per-second grid: a row per minute (newest first), a cell per second.
 
     Every cell carries ``data-verdict``, ``data-second`` (RFC 3339) and a title, so the
     grid reads without its colours; the grid's ``data-last`` is the last second shown
@@ -132,6 +132,7 @@ def timeline_grid(timeline: Mapping[str, Any], channel: str, *, label: str) -> s
         )
         last = second
     close()
+    rows.reverse()  # the newest minute on top, where a person looks first
     shown = "" if last is None else str(last)
     return (
         f'<figure class="tl-wrap"><figcaption>{escape(label)}</figcaption>'

@@ -61,7 +61,8 @@ def _month(service: Mapping[str, Any]) -> str:
         f'<p class="figures">{esc(month["month"])} by the contract: '
         f'<strong data-field="month" data-availability="{"" if share is None else share}">'
         f"{esc(month['availability_text'])}</strong> "
-        f'<span class="muted">({int(combined["unavailable"])} s unavailable of '
+        f'<span class="muted" data-field="month-detail">({int(combined["unavailable"])} s '
+        "unavailable of "
         f"{int(combined['observed'])} s judged)</span>"
     )
     if commitment is None:

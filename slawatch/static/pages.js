@@ -52,10 +52,10 @@
     var last = grid.getAttribute("data-last");
     if (last !== null && last !== "" && second <= parseInt(last, 10)) { return; }
     var minute = second - second % 60;
-    var row = grid.lastElementChild;
+    var row = grid.firstElementChild;  /* the newest minute is the top row */
     if (!row || parseInt(row.getAttribute("data-minute"), 10) !== minute) {
       row = newRow(minute);
-      grid.appendChild(row);
+      grid.insertBefore(row, grid.firstElementChild);
     }
     row.lastElementChild.appendChild(el("i", {
       "data-verdict": verdict, "data-second": iso(second),
@@ -69,9 +69,9 @@
     });
   }
   function trim(grid, first) {
-    while (grid.firstElementChild &&
-           parseInt(grid.firstElementChild.getAttribute("data-minute"), 10) < first) {
-      grid.removeChild(grid.firstElementChild);
+    while (grid.lastElementChild &&
+           parseInt(grid.lastElementChild.getAttribute("data-minute"), 10) < first) {
+      grid.removeChild(grid.lastElementChild);
     }
   }
   function lastShown(scope) {
@@ -154,6 +154,11 @@
     });
     var month = service.month;
     setFigure(article.querySelector("[data-field=month]"), month.combined.availability, month.availability_text);
+    var detail = article.querySelector("[data-field=month-detail]");
+    if (detail) {
+      detail.textContent = "(" + month.combined.unavailable + " s unavailable of " +
+        month.combined.observed + " s judged)";
+    }
     var commitment = month.commitment;
     var budget = article.querySelector("[data-field=budget]");
     if (budget && commitment) {
