@@ -205,11 +205,27 @@ def figures(runs: Iterable[Run], channel: str, start: int, end: int) -> ChannelF
     )
 
 
-def daily(runs: Sequence[Run], channel: str, first_day: int, days: int) -> list[ChannelFigures]:
-    """The figures of each UTC day from ``first_day`` on (the status page's daily bars)."""
+def daily(runs: Iterable[Run], channel: str, first_day: int, days: int) -> list[ChannelFigures]:
+    """The figures of each UTC day from ``first_day`` on (the status page's daily bars).
+
+    The same as :func:`figures` for each day, in one pass over the runs (90 days of a
+    flapping service are thousands of runs).
+    """
+    seconds = [{str(v): 0 for v in VERDICTS} for _ in range(days)]
+    end = first_day + days * DAY_S
+    for run in runs:
+        if run.channel != channel or run.last < first_day or run.first >= end:
+            continue
+        first_index = max(0, (run.first - first_day) // DAY_S)
+        last_index = min(days - 1, (run.last - first_day) // DAY_S)
+        for index in range(first_index, last_index + 1):
+            start = first_day + index * DAY_S
+            overlap = min(run.last + 1, start + DAY_S) - max(run.first, start)
+            counts = seconds[index]
+            counts[run.verdict] = counts.get(run.verdict, 0) + overlap
     return [
-        figures(runs, channel, first_day + i * DAY_S, first_day + (i + 1) * DAY_S)
-        for i in range(days)
+        ChannelFigures(channel=channel, seconds=day, unmonitored=DAY_S - sum(day.values()))
+        for day in seconds
     ]
 
 

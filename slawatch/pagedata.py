@@ -41,7 +41,7 @@ from slawatch.server import is_loopback
 from slawatch.status import HEALTHY_LAG_S
 
 # Services per status page (timelines are an hour of cells each: bounded per page).
-SERVICES_PER_PAGE = 10
+SERVICES_PER_PAGE = 5
 # Incidents per page of a list (recent incidents, a month's incidents).
 INCIDENTS_PER_PAGE = 50
 # Recent (no longer open) incidents on the status page.
@@ -177,11 +177,16 @@ async def service_status(
     month = month_of(now)
     month_start, month_end = month_range(month)
     first_day = int(now // DAY_S * DAY_S) - (DAYS - 1) * DAY_S
-    earliest = min(shown_from, month_start, first_day)
-    runs = await daemon.read(store.runs, service.name, None, earliest, max(end, month_end) - 1)
+    # The timeline needs every channel for a few minutes or an hour; the month and the days
+    # only the service's own (combined) runs, over months.
+    runs = await daemon.read(store.runs, service.name, None, shown_from, end - 1)
+    earliest = min(month_start, first_day)
+    combined = await daemon.read(
+        store.runs, service.name, COMBINED, earliest, max(end, month_end) - 1
+    )
     report = build_report(
         service.name,
-        runs,
+        combined,
         [],
         start=month_start,
         end=month_end,
@@ -203,7 +208,7 @@ async def service_status(
             "observed": figures.observed,
             "unavailable": figures.unavailable,
         }
-        for index, figures in enumerate(daily(runs, COMBINED, first_day, DAYS))
+        for index, figures in enumerate(daily(combined, COMBINED, first_day, DAYS))
     ]
     return body
 
@@ -404,7 +409,7 @@ async def reports_document(
     _, newest = month_range(months[0])
     overview = []
     for service in daemon.loaded.config.services:
-        runs = await daemon.read(store.runs, service.name, None, oldest, newest - 1)
+        runs = await daemon.read(store.runs, service.name, COMBINED, oldest, newest - 1)
         cells = {}
         for name in months:
             first, stop = month_range(name)

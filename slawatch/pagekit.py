@@ -7,7 +7,7 @@ or the API is escaped here or by the caller with :func:`esc`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from importlib.resources import files
 from typing import Any
@@ -93,46 +93,39 @@ def day_legend() -> str:
     return f'<ul class="legend" aria-label="daily bar legend">{items}</ul>'
 
 
-def _cells(spans: Iterable[Mapping[str, Any]]) -> Iterable[tuple[int, str]]:
-    for span in spans:
-        first = int(span["first"])
-        for second in range(first, first + int(span["seconds"])):
-            yield second, str(span["verdict"])
-
-
 def timeline_grid(timeline: Mapping[str, Any], channel: str, *, label: str) -> str:
     """One channel's per-second grid: a row per minute (newest first), a cell per second.
 
     Every cell carries ``data-verdict``, ``data-second`` (RFC 3339) and a title, so the
     grid reads without its colours; the grid's ``data-last`` is the last second shown
-    (the page script appends the seconds after it).
+    (the page script appends the seconds after it). An hour is 3,600 cells: the text of
+    each minute is formatted once, not per cell.
     """
-    rows: list[str] = []
-    minute: int | None = None
-    cells: list[str] = []
+    minutes: dict[int, list[str]] = {}
     last: int | None = None
-
-    def close() -> None:
-        if minute is None:
-            return
-        mark = format_time(minute)[11:16] if minute % 600 == 0 else ""
-        rows.append(
-            f'<div class="tl-row" data-minute="{minute}"><b>{mark}</b>'
-            f"<span>{''.join(cells)}</span></div>"
-        )
-
-    for second, verdict in _cells(timeline["channels"].get(channel, [])):
-        if minute is None or second - second % 60 != minute:
-            close()
-            minute, cells = second - second % 60, []
-        stamp = format_time(second)
-        cells.append(
-            f'<i data-verdict="{escape(verdict)}" data-second="{stamp}" '
-            f'title="{stamp[11:19]} UTC {escape(verdict)}"></i>'
-        )
-        last = second
-    close()
-    rows.reverse()  # the newest minute on top, where a person looks first
+    for span in timeline["channels"].get(channel, []):
+        verdict = escape(str(span["verdict"]))
+        first = int(span["first"])
+        for second in range(first, first + int(span["seconds"])):
+            minute = second - second % 60
+            cells = minutes.get(minute)
+            if cells is None:
+                cells = minutes[minute] = []
+                stamp = format_time(minute)
+                day, clock = stamp[:17], stamp[11:17]
+            offset = second - minute
+            cells.append(
+                f'<i data-verdict="{verdict}" data-second="{day}{offset:02d}Z" '
+                f'title="{clock}{offset:02d} UTC {verdict}"></i>'
+            )
+            last = second
+    # The newest minute on top, where a person looks first.
+    rows = [
+        f'<div class="tl-row" data-minute="{minute}">'
+        f"<b>{format_time(minute)[11:16] if minute % 600 == 0 else ''}</b>"
+        f"<span>{''.join(cells)}</span></div>"
+        for minute, cells in sorted(minutes.items(), reverse=True)
+    ]
     shown = "" if last is None else str(last)
     return (
         f'<figure class="tl-wrap"><figcaption>{escape(label)}</figcaption>'

@@ -326,11 +326,15 @@ async def status(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     try:
         page, since = page_number(request.query.get("page")), _since(request)
-        return _json(await status_document(daemon, daemon.clock.time(), page=page, since=since))
+        doc = await status_document(daemon, daemon.clock.time(), page=page, since=since)
     except PageError as exc:
         return _error(400, str(exc))
     except StoreError as exc:
         return _error(503, str(exc))
+    response = _json(doc)
+    # Polled every few seconds by every open status page: compressed it is a tenth.
+    response.enable_compression()
+    return response
 
 
 async def probers(request: web.Request) -> web.Response:

@@ -40,6 +40,7 @@ PER_SERVICE = 20
 OK = (1,) + (0,) * (len(OUTCOMES) - 1)
 DOWN = (0, 0, 1) + (0,) * (len(OUTCOMES) - 3)
 TOKEN = "pages-token-0042"
+PAGES = SERVICES // SERVICES_PER_PAGE
 
 
 @dataclass
@@ -113,12 +114,12 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
 
 
 async def test_status_api_paginates_services_with_full_timelines(site: Site) -> None:
-    """/api/v1/status pages 50 services by 10; each timeline covers every second of the window
+    """/api/v1/status pages 50 services; each timeline covers every second of the window
     from runs, and the month figure is the one `slawatch report` computes."""
     response = await site.client.get("/api/v1/status")
     assert response.status == 200
     doc = await response.json()
-    assert (doc["page"], doc["pages"], doc["services_total"]) == (1, 5, SERVICES)
+    assert (doc["page"], doc["pages"], doc["services_total"]) == (1, PAGES, SERVICES)
     assert len(doc["services"]) == SERVICES_PER_PAGE
     first = doc["services"][0]
     timeline = first["timeline"]
@@ -141,7 +142,7 @@ async def test_status_api_paginates_services_with_full_timelines(site: Site) -> 
     assert first["days"][0]["availability"] is None
     assert [i["id"] for i in doc["open_incidents"]] == ["svc00-00"]
     assert doc["probers"][0]["id"] == "pages-1"
-    last = await (await site.client.get("/api/v1/status?page=5")).json()
+    last = await (await site.client.get(f"/api/v1/status?page={PAGES}")).json()
     assert [s["name"] for s in last["services"]][-1] == "svc49"
     since = await (await site.client.get(f"/api/v1/status?since={NOW - 11}")).json()
     assert since["services"][0]["timeline"]["first"] == NOW - 10
@@ -152,7 +153,9 @@ async def test_status_api_paginates_services_with_full_timelines(site: Site) -> 
     [
         pytest.param("/api/v1/status?page=0", "page must be a positive integer", id="page-zero"),
         pytest.param("/api/v1/status?page=six", "page must be a positive integer", id="page-text"),
-        pytest.param("/api/v1/status?page=6", "past the last page (5)", id="page-past"),
+        pytest.param(
+            f"/api/v1/status?page={PAGES + 1}", f"past the last page ({PAGES})", id="page-past"
+        ),
         pytest.param("/api/v1/status?since=yesterday", "since: invalid RFC 3339", id="since"),
         pytest.param(
             "/api/v1/services/svc00/timeline?from=2026-11-20T13:00:00Z&to=2026-11-20T12:00:00Z",
@@ -219,14 +222,14 @@ async def test_incident_list_pages_keep_the_old_answer(site: Site) -> None:
 
 
 async def test_status_page_renders_one_page_of_services(site: Site) -> None:
-    """/ renders ten services, each with a labelled cell per second of its hour, and a pager."""
+    """/ renders one page of services, each with a labelled cell per second of its hour, and a pager."""
     response = await site.client.get("/?page=2")
     assert response.status == 200
     assert response.headers.get("Content-Encoding") in ("gzip", "deflate")
     html = await response.text()
     assert html.count('<article class="service card"') == SERVICES_PER_PAGE
-    assert 'data-service="svc10"' in html
-    assert 'data-service="svc09"' not in html
+    assert f'data-service="svc{SERVICES_PER_PAGE:02d}"' in html
+    assert f'data-service="svc{SERVICES_PER_PAGE - 1:02d}"' not in html
     cells = re.findall(r'<i data-verdict="(\w+)" data-second="([^"]+)" title="[^"]+"></i>', html)
     # Each service an hour of combined seconds (only svc00, on page 1, has an api probe).
     assert len(cells) == SERVICES_PER_PAGE * 3600
@@ -234,7 +237,7 @@ async def test_status_page_renders_one_page_of_services(site: Site) -> None:
     assert 'rel="prev"' in html
     assert 'rel="next"' in html
     assert "http://" not in html.replace("http://127.0.0.1", "")  # nothing fetched from elsewhere
-    assert (await site.client.get("/?page=9")).status == 400
+    assert (await site.client.get(f"/?page={PAGES + 1}")).status == 400
 
 
 async def test_incident_page_and_its_hours(site: Site) -> None:

@@ -8,6 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from incidents.model import Run
+from incidents.report import DAY_S as DAY
+from incidents.report import daily, figures
 from incidents.timeline import spans
 
 VERDICTS = ("available", "unavailable", "partial", "inconclusive", "no_data")
@@ -65,3 +67,22 @@ def test_every_second_once_with_its_runs_verdict(
         for second in range(span.first, span.end):
             holder = [r.verdict for r in runs if r.first <= second <= r.last]
             assert span.verdict == (holder[0] if holder else "no_data")
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 90_000), st.integers(1, 200_000), st.sampled_from(VERDICTS)),
+        max_size=8,
+    ),
+    st.integers(-3, 3),
+)
+def test_daily_figures_equal_figures_of_each_day(
+    pieces: list[tuple[int, int, str]], shift: int
+) -> None:
+    """The one-pass daily bars give each day exactly what figures() gives for that day."""
+    runs = _runs(pieces)
+    first_day = T0 - T0 % DAY + shift * DAY
+    days = daily(runs, "combined", first_day, 7)
+    for index, day in enumerate(days):
+        start = first_day + index * DAY
+        assert day == figures(runs, "combined", start, start + DAY)
