@@ -308,6 +308,12 @@ def _page(text: str, status: int = 200) -> web.Response:
     return response
 
 
+def _refusal(exc: PageError | StoreError) -> web.Response:
+    """A page's answer to a bad query (400) or a store that is not open (503)."""
+    status, title = (400, "bad request") if isinstance(exc, PageError) else (503, "unavailable")
+    return _page(f"<!DOCTYPE html><title>{title}</title><p>{escape(str(exc))}</p>", status)
+
+
 def _since(request: web.Request) -> int | None:
     """``?since=`` as epoch seconds (an integer, or RFC 3339 text); PageError otherwise."""
     text = request.query.get("since")
@@ -440,10 +446,8 @@ async def status_page(request: web.Request) -> web.Response:
         found = [] if store is None else await daemon.read(store.incidents)
         past = sort_newest([i for i in found if i.state != "open"])[:RECENT_SHOWN]
         recent = await incident_views(daemon, past, now)
-    except PageError as exc:
-        return _page(f"<!DOCTYPE html><title>bad request</title><p>{escape(str(exc))}</p>", 400)
-    except StoreError as exc:
-        return _page(f"<!DOCTYPE html><title>unavailable</title><p>{escape(str(exc))}</p>", 503)
+    except (PageError, StoreError) as exc:
+        return _refusal(exc)
     return _page(
         render_status_page(
             doc["services"],
@@ -465,10 +469,8 @@ async def incident_page(request: web.Request) -> web.Response:
     try:
         hour = page_number(request.query.get("hour"))
         doc = await incident_document(daemon, request.match_info["id"], now, hour=hour)
-    except PageError as exc:
-        return _page(f"<!DOCTYPE html><title>bad request</title><p>{escape(str(exc))}</p>", 400)
-    except StoreError as exc:
-        return _page(f"<!DOCTYPE html><title>unavailable</title><p>{escape(str(exc))}</p>", 503)
+    except (PageError, StoreError) as exc:
+        return _refusal(exc)
     if doc is None:
         return _page(
             "<!DOCTYPE html><title>not found</title><p>No such incident. "
@@ -485,8 +487,6 @@ async def reports_page(request: web.Request) -> web.Response:
     try:
         page = page_number(request.query.get("page"))
         doc = await reports_document(daemon, now, month=request.query.get("month"), page=page)
-    except PageError as exc:
-        return _page(f"<!DOCTYPE html><title>bad request</title><p>{escape(str(exc))}</p>", 400)
-    except StoreError as exc:
-        return _page(f"<!DOCTYPE html><title>unavailable</title><p>{escape(str(exc))}</p>", 503)
+    except (PageError, StoreError) as exc:
+        return _refusal(exc)
     return _page(render_reports_page(doc, now=now, version=__version__))
