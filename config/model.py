@@ -136,12 +136,29 @@ class ServerConfig(Strict):
 
 
 class StorageConfig(Strict):
-    """Where incidents, verdict runs and evidence are kept."""
+    """Where incidents, verdict runs and evidence are kept.
+
+    ``path`` is the embedded SQLite file (the single-instance default); ``url``
+    (``postgresql://…``) selects a PostgreSQL database shared by a fleet instead.
+    """
 
     path: str = "slawatch.db"
+    # A libpq URL; secret, since it may carry the password (use ${VAR} for it).
+    url: SecretStr | None = None
     attempts_per_second: Annotated[int, Field(ge=0)] = 20
     retention_runs: PositiveDuration = 400 * 86400.0
     retention_attempts: PositiveDuration = 90 * 86400.0
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("postgresql", "postgres"):
+                raise PydanticCustomError(
+                    "storage_url", "must be a postgresql:// URL (or omit it for SQLite)"
+                )
+        return value
 
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

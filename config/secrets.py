@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from config.model import Config, HttpTarget
 
@@ -67,6 +68,12 @@ def config_secrets(config: Config) -> set[str]:
                 found.add(smtp.password.get_secret_value())
     if config.server.token is not None:
         found.add(config.server.token.get_secret_value())
+    if config.storage.url is not None:
+        url = config.storage.url.get_secret_value()
+        found.add(url)
+        password = urlsplit(url).password
+        if password:
+            found.add(password)
     for channel in config.notify:
         for name in _NOTIFY_SECRETS:
             value = getattr(channel, name, None)

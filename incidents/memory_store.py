@@ -16,6 +16,8 @@ from probe.attempt import Attempt
 class MemoryStore:
     """An IncidentStore in dictionaries: for tests and for runs that keep nothing."""
 
+    where = "memory"
+
     def __init__(self) -> None:
         self._events: dict[str, list[EventRecord]] = {}
         self._incidents: dict[str, Incident] = {}
@@ -193,6 +195,12 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _expired(incident: Incident, floor: float) -> bool:

@@ -156,6 +156,7 @@ class SqliteStore:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
         self._retrying = Retrying(
             retry=retry_if_exception(_busy),
             stop=stop_after_attempt(retries),

@@ -57,6 +57,9 @@ class Pruned:
 class IncidentStore(Protocol):
     """Where incidents, their events, verdict runs and evidence samples are kept."""
 
+    # Where the store is, for messages (a file, or a database URL without its password).
+    where: str
+
     def commit(self, batch: Batch) -> list[Incident]:
         """Write a batch atomically; the incidents it touched, as they now are.
 
@@ -149,6 +152,10 @@ class IncidentStore(Protocol):
     def close(self) -> None:
         """Release the store's resources."""
         ...
+
+    def __enter__(self) -> IncidentStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def closed_at(incident: Incident) -> float | None:

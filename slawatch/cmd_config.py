@@ -9,6 +9,9 @@ from typing import Any
 from config import Config, load_catalog, load_config
 from config.catalog import BUSINESS, CLOCK_NAMES, ClockSpec
 from config.durations import format_duration
+from incidents.store import StoreError
+from slawatch.errors import CheckFailed
+from slawatch.storage import check_store
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +42,12 @@ def check_config(args: argparse.Namespace) -> int:
         f"{len(loaded.config.control)} control check{'s' * (len(loaded.config.control) != 1)}, "
         f"{len(loaded.config.notify)} notify channel{'s' * (len(loaded.config.notify) != 1)}"
     )
+    try:
+        store = check_store(loaded)
+    except StoreError as exc:
+        raise CheckFailed(f"{loaded.source}: storage.url: {exc}") from None
+    if store is not None:
+        print(f"storage: {store}")
     return 0
 
 

@@ -64,7 +64,7 @@ def render_bundle(args: argparse.Namespace) -> int:
             store, args.target[0], loaded, now=now, version=__version__, margin=margin
         )
         if bundle is None:
-            raise InputError(f"no incident {args.target[0]!r} in {store.path}")
+            raise InputError(f"no incident {args.target[0]!r} in {store.where}")
     text = render(bundle, args.format)
     return write_output(text, args.output)
 

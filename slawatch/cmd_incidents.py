@@ -14,11 +14,12 @@ from incidents.lifecycle import LifecycleError, fold, user_event
 from incidents.model import INCIDENT_STATES, USER_KINDS
 from incidents.outbox import OUTBOX_STATES, Notification
 from incidents.sqlite_store import SqliteStore, store_path
-from incidents.store import Batch, StoreError
+from incidents.store import Batch, IncidentStore, StoreError
 from incidents.view import incident_view
 from probe.clock import SystemClock
 from sla.events import EventError
 from slawatch.errors import InputError
+from slawatch.storage import open_store as configured_store
 
 
 def add_store_options(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
@@ -41,15 +42,22 @@ def write_output(text: str, output: str | None) -> int:
     return 0
 
 
-def open_store(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> SqliteStore:
-    """The existing store named by ``--store`` or by the config's ``storage.path``."""
+def open_store(args: argparse.Namespace, loaded: LoadedConfig | None = None) -> IncidentStore:
+    """The existing store named by ``--store`` (a file) or by the config's ``storage``."""
     if args.store is not None:
-        path = Path(args.store)
-    elif args.config is not None:
-        loaded = loaded or load_config(args.config)
-        path = store_path(loaded.source, loaded.config.storage.path)
-    else:
+        return _existing_file(Path(args.store))
+    if args.config is None:
         raise InputError("give --config FILE (or --store DB) to find the incident store")
+    loaded = loaded or load_config(args.config)
+    if loaded.config.storage.url is None:
+        return _existing_file(store_path(loaded.source, loaded.config.storage.path))
+    try:
+        return configured_store(loaded)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _existing_file(path: Path) -> IncidentStore:
     if not path.is_file():
         raise InputError(f"{path}: no incident store there (has 'slawatch run' written one?)")
     try:
@@ -128,7 +136,7 @@ def show_incident(args: argparse.Namespace) -> int:
         events = store.events(args.id)
         incident = fold(events)
         if incident is None:
-            raise InputError(f"no incident {args.id!r} in {store.path}")
+            raise InputError(f"no incident {args.id!r} in {store.where}")
         notes = store.notifications(incident=args.id)
     data = incident_view(incident, events, now, with_events=True)
     if args.format == "json":

@@ -23,7 +23,6 @@ from classifier.signals import IncidentSignal, signal_facts
 from config import ConfigError, LoadedConfig, load_config
 from incidents.model import EventRecord, Incident
 from incidents.recorder import Recorder
-from incidents.sqlite_store import SqliteStore, store_path
 from incidents.store import Batch, IncidentStore, StoreError
 from notify.email import markdown_evidence
 from notify.rules import NotifyRules
@@ -36,6 +35,7 @@ from slawatch.metrics import Metrics
 from slawatch.probing import Probing
 from slawatch.server import serve
 from slawatch.status import HEALTHY_LAG_S, Board, Health
+from slawatch.storage import open_store
 from slawatch.writer import StoreWriter
 
 log = logging.getLogger("slawatch.daemon")
@@ -129,8 +129,7 @@ class Daemon:
         """Open the store and resume the classifier, the recorder and the follower from it."""
         store = self.store
         if store is None:
-            path = store_path(self.loaded.source, self.loaded.config.storage.path)
-            store = self.store = await self.writer.run(SqliteStore, path)
+            store = self.store = await self.writer.run(open_store, self.loaded)
         try:
             state = await self.writer.run(store.classifier_state)
             if state:
@@ -139,8 +138,7 @@ class Daemon:
             await self.writer.run(self.follower.start, store)
         except (sqlite3.DatabaseError, ValueError) as exc:
             # Damage past the header shows only when the pages are read: one clear line.
-            where = getattr(store, "path", "the store")
-            raise StoreError(f"{where}: not a usable slawatch store: {exc}") from None
+            raise StoreError(f"{store.where}: not a usable slawatch store: {exc}") from None
         self.health.store_open = True
         return store
 
