@@ -178,13 +178,14 @@ def incident_rows(incidents: Sequence[Mapping[str, Any]], now: float) -> str:
         ident = str(incident.get("id", ""))
         rows.append(
             f'<tr class="sev{severity}" data-incident="{escape(ident)}">'
-            f'<td><a href="/incidents/{escape(path_segment(ident))}">{escape(ident)}</a></td>'
-            f"<td>{esc(incident.get('service'))}</td>"
-            f"<td>{severity} — {esc(incident.get('provider_severity'))}</td>"
-            f"<td>{esc(incident.get('state'))}</td>"
-            f"<td>{esc(incident.get('started_at'))}</td>"
-            f'<td class="wide">{esc(incident.get("restored_at"))}</td>'
-            f"<td>{clock_cells(incident.get('clocks') or {}, now)}</td>"
+            f'<td data-label="incident"><a href="/incidents/{escape(path_segment(ident))}">'
+            f"{escape(ident)}</a></td>"
+            f'<td data-label="service">{esc(incident.get("service"))}</td>'
+            f'<td data-label="severity">{severity} — {esc(incident.get("provider_severity"))}</td>'
+            f'<td data-label="state">{esc(incident.get("state"))}</td>'
+            f'<td data-label="started">{esc(incident.get("started_at"))}</td>'
+            f'<td class="wide" data-label="restored">{esc(incident.get("restored_at"))}</td>'
+            f'<td data-label="SLA clocks">{clock_cells(incident.get("clocks") or {}, now)}</td>'
             "</tr>"
         )
     return "".join(rows)
@@ -200,7 +201,7 @@ def incident_table(table_id: str, incidents: Sequence[Mapping[str, Any]], now: f
     """A table of incidents (``none`` when empty)."""
     rows = incident_rows(incidents, now) or '<tr><td colspan="7" class="muted">none</td></tr>'
     return (
-        f'<div class="scroll"><table id="{escape(table_id)}">{INCIDENT_HEAD}'
+        f'<div class="scroll"><table class="stack" id="{escape(table_id)}">{INCIDENT_HEAD}'
         f"<tbody>{rows}</tbody></table></div>"
     )
 

@@ -113,15 +113,15 @@
   }
   function incidentRow(incident) {
     var row = el("tr", {"class": "sev" + incident.severity, "data-incident": incident.id});
-    var link = el("td");
+    var link = el("td", {"data-label": "incident"});
     link.appendChild(el("a", {"href": "/incidents/" + encodeURIComponent(incident.id)}, incident.id));
     row.appendChild(link);
-    row.appendChild(el("td", {}, incident.service));
-    row.appendChild(el("td", {}, incident.severity + " — " + incident.provider_severity));
-    row.appendChild(el("td", {}, incident.state));
-    row.appendChild(el("td", {}, incident.started_at || "—"));
-    row.appendChild(el("td", {"class": "wide"}, incident.restored_at || "—"));
-    var clocks = el("td");
+    row.appendChild(el("td", {"data-label": "service"}, incident.service));
+    row.appendChild(el("td", {"data-label": "severity"}, incident.severity + " — " + incident.provider_severity));
+    row.appendChild(el("td", {"data-label": "state"}, incident.state));
+    row.appendChild(el("td", {"data-label": "started"}, incident.started_at || "—"));
+    row.appendChild(el("td", {"class": "wide", "data-label": "restored"}, incident.restored_at || "—"));
+    var clocks = el("td", {"data-label": "SLA clocks"});
     clockCell(clocks, incident.clocks);
     row.appendChild(clocks);
     return row;
