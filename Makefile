@@ -34,8 +34,17 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# Coverage floors of packages, beside the whole suite's fail_under in pyproject.toml.
+FLOORED_PACKAGES := classifier config sla
+PACKAGE_FLOOR := 95
+
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest -q -n 2 --dist loadfile --cov --cov-report=term
+	@for package in $(FLOORED_PACKAGES); do \
+		printf '%s/ coverage %%: ' "$$package"; \
+		$(BIN)/coverage report --include="$$package/*" --format=total \
+			--fail-under=$(PACKAGE_FLOOR) || exit 1; \
+	done
 
 test: lint typecheck docs pytest
 
@@ -46,4 +55,4 @@ screenshots: $(STAMP) system-deps
 	cp test-artifacts/pages/*.png docs/images/
 
 clean:
-	rm -rf $(VENV) build dist site *.egg-info .mypy_cache .pytest_cache .ruff_cache .coverage test-artifacts
+	rm -rf $(VENV) build dist site *.egg-info .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.* test-artifacts

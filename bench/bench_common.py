@@ -1,7 +1,8 @@
 """Shared benchmark parts: a faulty HTTP server process, `slawatch run` as a subprocess, /proc.
 
-The target server runs in its own process (``python bench/bench_common.py serve ...``) so
-its CPU is not counted against the prober. Each request to ``/t<i>`` is answered, chosen
+`slawatch run` is driven by the tests' daemon harness (``tests.support.daemon``). The target
+server runs in its own process (``python bench/bench_common.py serve ...``) so its CPU is
+not counted against the prober. Each request to ``/t<i>`` is answered, chosen
 at random per request (each target is probed once a period, so per target per period):
 ``200``; ``503``; a hang past the probe timeout (the connection is held, then closed);
 a TCP reset. With ``--smtp`` the process also runs the simulated provider (its HTTP API
@@ -23,21 +24,20 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The checkout on the path: run as a script (the target server), this module finds tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-HOST = "127.0.0.1"
+from tests.support.daemon import Daemon, http_get, stop_process, wait_for, write_config
+from tests.support.paths import ROOT
+from tests.support.servers import HOST, free_port
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 11\r\n"
@@ -198,45 +198,9 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> dic
 # -- processes ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    """SIGTERM, wait, then SIGKILL: the exit status."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait(timeout)
-
-
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    """GET a loopback URL: (status, body); (0, b'') when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-    except OSError:
-        return 0, b""
-
-
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
     """Poll ``url`` until it answers 200, failing early if ``proc`` exits."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if http_get(url, 2.0)[0] == 200:
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not become ready in {timeout:.0f} s")
+    wait_for(lambda: http_get(url, 2.0)[0] == 200, timeout, what, process=proc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,75 +261,36 @@ def api_target(name: str, url: str, timeout: str = "1s") -> dict[str, Any]:
     return {"name": name, "url": url, "timeout": timeout}
 
 
-class SlawatchDaemon:
-    """`slawatch run --config F` in a subprocess, logging to a file in its folder."""
-
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.config = {
+def slawatch_daemon(folder: Path, config: dict[str, Any]) -> Daemon:
+    """`slawatch run` in ``folder`` on ``config``, with a prober id, a free port and a store."""
+    port = free_port()
+    write_config(
+        folder,
+        {
             "prober": {"id": "bench-1"},
-            "server": {"listen": f"{HOST}:{self.port}"},
+            "server": {"listen": f"{HOST}:{port}"},
             "storage": {"path": "store.db"},
             **config,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
+        },
+    )
+    return Daemon(folder, port, args=("--log-level", "warning"))
 
-    @property
-    def pid(self) -> int:
-        """The daemon's process id."""
-        if self.proc is None:
-            raise RuntimeError("slawatch is not started")
-        return self.proc.pid
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Write the config, start the daemon and wait until it is ready."""
-        config = self.folder / "slawatch.yaml"
-        config.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        with (self.folder / "daemon.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "slawatch.cli", "run", "--config", str(config)),
-                    *("--log-format", "json", "--log-level", "warning"),
-                ],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stdout=log,
-                stderr=log,
-            )
-        wait_http(self.url("/readyz"), self.proc, timeout, "slawatch")
+def daemon_metrics(daemon: Daemon) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The daemon's /metrics as {sample name: [(labels, value)]}."""
+    status, body = http_get(daemon.url("/metrics"), timeout=10.0)
+    if status != 200:
+        raise RuntimeError(f"slawatch /metrics answered {status}")
+    return parse_metrics(body.decode())
 
-    def url(self, path: str) -> str:
-        """An absolute URL on the daemon."""
-        return f"http://{HOST}:{self.port}{path}"
 
-    def metrics(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """The daemon's /metrics as {sample name: [(labels, value)]}."""
-        status, body = http_get(self.url("/metrics"))
-        if status != 200:
-            raise RuntimeError(f"slawatch /metrics answered {status}")
-        return parse_metrics(body.decode())
-
-    def store_bytes(self) -> int:
-        """The size of the SQLite store with its WAL."""
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                total += (self.folder / f"store.db{suffix}").stat().st_size
-        return total
-
-    def stop(self) -> int | None:
-        """SIGTERM and wait; the exit status (None when never started)."""
-        if self.proc is None:
-            return None
-        return stop_process(self.proc)
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the daemon's log."""
-        path = self.folder / "daemon.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+def store_bytes(folder: Path) -> int:
+    """The size of the SQLite store in ``folder`` with its WAL."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            total += (folder / f"store.db{suffix}").stat().st_size
+    return total
 
 
 # -- metrics --------------------------------------------------------------------------

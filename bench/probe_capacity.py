@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+# The checkout on the path: `python bench/probe_capacity.py` finds the packages and tests/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.model import HttpTarget
@@ -26,6 +27,8 @@ from probe.base import ProbeContext
 from probe.clock import SystemClock
 from probe.http import HttpProbe
 from probe.scheduler import Launch, Scheduler
+from tests.support.daemon import stop_process
+from tests.support.servers import free_port
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -57,13 +60,6 @@ async def _serve(port: int) -> None:
     server = await loop.create_server(_Http, "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_listening(port: int) -> None:
@@ -138,14 +134,13 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for targets in args.targets:
         for mode in args.modes:
-            port = _free_port()
+            port = free_port()
             server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
             try:
                 _wait_listening(port)
                 r = asyncio.run(_run(port, targets, mode, args.seconds))
             finally:
-                server.terminate()
-                server.wait()
+                stop_process(server)
             print(
                 f"| {targets} | {mode} | {r['attempts_per_s']:.1f} | {r['ok_share']:.1%} "
                 f"| {r['lag_p50_ms']:.1f} ms | {r['lag_p99_ms']:.1f} ms | {r['lag_max_ms']:.1f} ms "

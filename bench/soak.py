@@ -26,18 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The checkout on the path: `python bench/soak.py` finds the packages and tests/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_common import (
-    SlawatchDaemon,
     api_target,
     bucket_quantile,
     buckets,
+    daemon_metrics,
     load_average,
     metric_sum,
     proc_stats,
+    slawatch_daemon,
+    store_bytes,
     target_server,
 )
+from tests.support.daemon import Daemon
 
 LAG = "slawatch_scheduler_lag_seconds"
 MISSED = "slawatch_missed_launches_total"
@@ -181,10 +185,10 @@ def soak(args: argparse.Namespace) -> int:
         with target_server(
             folder, fault_share=args.fault_share, smtp=True, seed=args.seed
         ) as server:
-            daemon = SlawatchDaemon(folder, soak_config(server, args.targets, args.timeout))
+            daemon = slawatch_daemon(folder, soak_config(server, args.targets, args.timeout))
             status: int | None = None
             try:
-                daemon.start()
+                daemon.start(timeout=60)
                 status = _sample_loop(daemon, args, samples)
             finally:
                 exit_status = daemon.stop()
@@ -200,12 +204,12 @@ def soak(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _sample_loop(daemon: SlawatchDaemon, args: argparse.Namespace, samples: list[Sample]) -> int:
+def _sample_loop(daemon: Daemon, args: argparse.Namespace, samples: list[Sample]) -> int:
     """Sample every ``args.sample`` seconds until ``args.seconds``; 0, or the early exit status."""
     if daemon.proc is None:
         raise RuntimeError("slawatch is not started")
     start = time.perf_counter()
-    before = daemon.metrics()
+    before = daemon_metrics(daemon)
     stats_before = proc_stats(daemon.pid)
     tick_before = start
     for k in range(1, math.ceil(args.seconds / args.sample) + 1):
@@ -214,7 +218,7 @@ def _sample_loop(daemon: SlawatchDaemon, args: argparse.Namespace, samples: list
         if daemon.proc.poll() is not None:
             return daemon.proc.returncode
         now = time.perf_counter()
-        after = daemon.metrics()
+        after = daemon_metrics(daemon)
         stats = proc_stats(daemon.pid)
         if stats.close_wait:
             time.sleep(min(args.timeout + 2, args.sample / 2))
@@ -240,7 +244,7 @@ def _sample_loop(daemon: SlawatchDaemon, args: argparse.Namespace, samples: list
                 failed_share=1 - ok / attempts if attempts else math.nan,
                 lag_p50_ms=bucket_quantile(lag_before, lag_after, 0.50) * 1000,
                 lag_p99_ms=bucket_quantile(lag_before, lag_after, 0.99) * 1000,
-                store_mb=daemon.store_bytes() / 1e6,
+                store_mb=store_bytes(daemon.folder) / 1e6,
                 incidents=metric_sum(after, "slawatch_incidents_opened_total"),
                 load=load_average(),
             )

@@ -29,25 +29,25 @@ from pathlib import Path
 
 import yaml
 
+# The checkout on the path: `python bench/vs_blackbox.py` finds the packages and tests/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_common import (
-    HOST,
-    SlawatchDaemon,
     TargetServer,
     api_target,
     bucket_quantile,
     buckets,
-    free_port,
-    http_get,
+    daemon_metrics,
     load_average,
     metric_sum,
     parse_metrics,
     proc_stats,
-    stop_process,
+    slawatch_daemon,
     target_server,
     wait_http,
 )
+from tests.support.daemon import http_get, stop_process
+from tests.support.servers import HOST, free_port
 
 INTERVAL = "prometheus_target_interval_length_seconds"
 BLACKBOX_MODULES = {
@@ -85,14 +85,14 @@ def run_slawatch(
 ) -> Result:
     """Measure `slawatch run` with ``targets`` API targets."""
     api = [api_target(f"t{i}", server.url(i), "1s") for i in range(targets)]
-    daemon = SlawatchDaemon(folder, {"services": [{"name": "bench", "api": api}]})
+    daemon = slawatch_daemon(folder, {"services": [{"name": "bench", "api": api}]})
     try:
-        daemon.start()
+        daemon.start(timeout=60)
         _sleep_until(time.perf_counter() + args.warmup)
-        before, stats0 = daemon.metrics(), proc_stats(daemon.pid)
+        before, stats0 = daemon_metrics(daemon), proc_stats(daemon.pid)
         start = time.perf_counter()
         _sleep_until(start + args.seconds)
-        stats1, after = proc_stats(daemon.pid), daemon.metrics()
+        stats1, after = proc_stats(daemon.pid), daemon_metrics(daemon)
         window = time.perf_counter() - start
         load = load_average()
     finally:

@@ -1,18 +1,24 @@
-"""Timeline helpers for classifier tests: one character a second, turned into replay lines."""
+"""Classifier-test timelines: streams in the tests' one notation, turned into replay lines.
+
+The characters are those of ``tests.support.timeline``. A stream is one channel of one
+prober (``"api"``, ``"smtp@p2"``); it has two targets, ``t0`` and ``t1``, and each second's
+outcomes are spread over them, so ``p`` fails one of the two.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 
 from classifier.replay import ReplayResult, replay
-from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
-from config import Config, load_catalog, load_config_text
+from classifier.signals import IncidentSignal
+from config import Config, load_catalog
 from probe.attempt import Attempt, Channel, Outcome
+from tests.support.configs import config_from_yaml
+from tests.support.timeline import SECONDS, T0, expand
 
-T0 = 1_795_255_200  # 2026-11-21T10:00:00Z
 HORIZON = 2
+TARGETS = 2
 
 CONFIG = """
 services:
@@ -24,29 +30,6 @@ services:
   - name: bare
 """
 
-# One character a second. Every stream has two targets, so `p` can fail one of them.
-# `i`: the prober's control probe failed and its own attempts timed out (its network was down).
-CHARS: dict[str, tuple[Outcome, Outcome] | None] = {
-    ".": (Outcome.OK, Outcome.OK),
-    "x": (Outcome.TIMEOUT, Outcome.TIMEOUT),
-    "s": (Outcome.SERVER_ERROR, Outcome.SERVER_ERROR),
-    "c": (Outcome.CLIENT_ERROR, Outcome.CLIENT_ERROR),
-    "r": (Outcome.RATE_LIMITED, Outcome.RATE_LIMITED),
-    "e": (Outcome.PROBE_ERROR, Outcome.PROBE_ERROR),
-    "p": (Outcome.OK, Outcome.TIMEOUT),
-    "i": (Outcome.TIMEOUT, Outcome.TIMEOUT),
-    "?": None,
-}
-
-
-def expand(timeline: str) -> str:
-    """Expand run-length tokens: ``"30. 5x ..x"`` is 30 dots, 5 x's, then ``..x``."""
-    out = []
-    for token in timeline.split():
-        match = re.fullmatch(r"(\d+)(.)", token)
-        out.append(match.group(2) * int(match.group(1)) if match else token)
-    return "".join(out)
-
 
 def attempts(streams: Mapping[str, str], service: str = "svc", start: int = T0) -> list[Attempt]:
     """Attempts for ``{"api": timeline, "smtp@p2": timeline, ...}`` (prober ``p1`` by default)."""
@@ -57,18 +40,18 @@ def attempts(streams: Mapping[str, str], service: str = "svc", start: int = T0) 
         for key, timeline in expanded.items():
             if offset >= len(timeline):
                 continue
-            char = timeline[offset]
+            seen = SECONDS[timeline[offset]]
             channel, _, prober = key.partition("@")
             prober = prober or "p1"
             second = start + offset
-            if char == "i":
+            if seen.control_failed:
                 out.append(
                     _attempt("_control", Channel.CONTROL, "gw", prober, second, Outcome.TIMEOUT)
                 )
-            pair = CHARS[char]
-            if pair is None:
+            if not seen.outcomes:
                 continue
-            for index, outcome in enumerate(pair):
+            for index in range(TARGETS):
+                outcome = seen.outcomes[index % len(seen.outcomes)]
                 out.append(
                     _attempt(
                         service,
@@ -102,8 +85,8 @@ def lines(items: Iterable[Attempt]) -> list[bytes]:
 
 
 def config(text: str = CONFIG) -> Config:
-    """A validated config from YAML text."""
-    return load_config_text(text, "test.yaml", {}).config
+    """A validated config from YAML text (the three services above by default)."""
+    return config_from_yaml(text).config
 
 
 def run(
@@ -115,18 +98,3 @@ def run(
         lines(items), cfg or config(), load_catalog(), horizon=horizon, on_signal=signals.append
     )
     return result, signals
-
-
-def events(signals: Iterable[IncidentSignal], start: int = T0) -> list[tuple[object, ...]]:
-    """Signals as short tuples with times relative to ``start``, for tables."""
-    out: list[tuple[object, ...]] = []
-    for s in signals:
-        if isinstance(s, Opened):
-            out.append(("opened", s.severity, s.started_at - start, s.detected_at - start))
-        elif isinstance(s, Upgraded):
-            out.append(("upgraded", s.to_severity, s.started_at - start, s.detected_at - start))
-        elif isinstance(s, Restored):
-            out.append(("restored", s.restored_at - start, s.detected_at - start))
-        elif isinstance(s, Reopened):
-            out.append(("reopened", s.severity, s.started_at - start, s.detected_at - start))
-    return out

@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from classifier_timelines import HORIZON, attempts, config, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from classifier.replay import result_json
 from config import Config
 from probe.attempt import Attempt
+from tests.classifier.classifier_timelines import HORIZON, attempts, config, run
+from tests.support.timeline import CHARS
 
 # Small thresholds so that short random timelines open, upgrade, restore and reopen.
 SMALL = config(
@@ -22,7 +23,7 @@ services:
                  degraded_ratio: 0.1, degraded_min_seconds: 3, max_gap: 2s, reopen_within: 30s}
 """
 )
-CHARS = ".xsp?icre"
+# The characters without a counting failure: ok, 4xx, 429, probe errors, gaps.
 HARMLESS = ".?cre"
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from classifier_timelines import CONFIG, T0, attempts, config, lines
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,8 @@ from classifier.replay import LineReader, ReplayError, replay, result_json
 from config import load_catalog
 from config.timetext import format_time
 from slawatch.cli import main
+from tests.classifier.classifier_timelines import CONFIG, attempts, config, lines
+from tests.support.timeline import T0
 
 
 @pytest.fixture

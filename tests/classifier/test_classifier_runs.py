@@ -11,7 +11,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from classifier_timelines import HORIZON, T0, attempts, config, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,8 @@ from classifier.signals import IncidentSignal
 from classifier.verdict import OUTCOME_INDEX, Verdict
 from config import Config, load_catalog
 from probe.attempt import Attempt
+from tests.classifier.classifier_timelines import HORIZON, attempts, config, run
+from tests.support.timeline import CHARS, T0
 
 VERDICT_LIST = list(Verdict)
 
@@ -132,7 +133,6 @@ services:
   - name: bare
 """
 )
-CHARS = ".xsp?icre"
 
 
 def timelines() -> st.SearchStrategy[dict[str, str]]:

@@ -1,38 +1,40 @@
 """Replay timelines, one character a second, against the incident signals DESIGN.md §5 defines.
 
-`.` available, `x` unavailable (timeouts), `s` server errors, `p` partial (one of two
-targets failing), `c` 4xx, `r` 429, `e` probe_error, `?` no data, `i` inconclusive (the
-prober's control probe failed). ``"30. 90x"`` is 30 dots then 90 x's. Times in the
-expected events are seconds from the start of the timeline:
-``("opened", severity, started_at, detected_at)``, ``("upgraded", to, started_at, detected_at)``,
-``("restored", restored_at, detected_at)``, ``("reopened", severity, started_at, detected_at)``.
+Timelines are in the tests' one notation (``tests.support.timeline``): ``.`` available,
+``x`` unavailable (timeouts), ``s`` server errors, ``p`` partial (one of two targets
+failing), ``c`` 4xx, ``r`` 429, ``e`` probe_error, ``?`` no data, ``i`` inconclusive (the
+prober's control probe failed); ``"30. 90x"`` is 30 dots then 90 x's. Times in the expected
+events are seconds from the start of the timeline, as ``(kind, severity, at, detected_at)``:
+``at`` is ``started_at`` for ``opened``, ``upgraded`` (to ``severity``) and ``reopened``, and
+``restored_at`` for ``restored``.
 """
 
 from __future__ import annotations
 
 import pytest
-from classifier_timelines import attempts, events, run
 
 from classifier.signals import Opened, Restored, Upgraded
+from tests.classifier.classifier_timelines import attempts, run
+from tests.support.timeline import events
 
 TIMELINES = [
     pytest.param("svc", {"api": "600."}, [], id="clean-run"),
     pytest.param(
         "svc",
         {"api": "30. 90x 120."},
-        [("opened", 2, 30, 40), ("upgraded", 1, 30, 90), ("restored", 120, 240)],
+        [("opened", 2, 30, 40), ("upgraded", 1, 30, 90), ("restored", 1, 120, 240)],
         id="hard-outage-early-opens-at-10th-second",
     ),
     pytest.param(
         "svc",
         {"api": "300. 90x 120."},
-        [("opened", 2, 300, 315), ("upgraded", 1, 300, 360), ("restored", 390, 510)],
+        [("opened", 2, 300, 315), ("upgraded", 1, 300, 360), ("restored", 1, 390, 510)],
         id="hard-outage-full-window-opens-at-15th-second",
     ),
     pytest.param(
         "svc",
         {"api": "250. 90x 120."},
-        [("opened", 2, 250, 264), ("upgraded", 1, 250, 310), ("restored", 340, 460)],
+        [("opened", 2, 250, 264), ("upgraded", 1, 250, 310), ("restored", 1, 340, 460)],
         id="hard-outage-264-observed-needs-ceil-13.2",
     ),
     pytest.param(
@@ -44,13 +46,13 @@ TIMELINES = [
     pytest.param(
         "svc",
         {"api": "50. 3x 50. 3x 50. 3x 50. 3x 150."},
-        [("opened", 2, 50, 211), ("restored", 212, 332)],
+        [("opened", 2, 50, 211), ("restored", 2, 212, 332)],
         id="repeated-blips-reach-11-of-211",
     ),
     pytest.param(
         "svc",
         {"api": "30. 200p 150."},
-        [("opened", 2, 30, 40), ("restored", 230, 350)],
+        [("opened", 2, 30, 40), ("restored", 2, 230, 350)],
         id="partial-seconds-degraded-never-critical",
     ),
     pytest.param("svc", {"api": "30. 100c 100r 30."}, [], id="4xx-and-429-only"),
@@ -58,25 +60,25 @@ TIMELINES = [
     pytest.param(
         "stage",
         {"api": "30. 90x 120."},
-        [("opened", 3, 30, 40), ("restored", 120, 240)],
+        [("opened", 3, 30, 40), ("restored", 3, 120, 240)],
         id="staging-is-severity-3-never-upgraded",
     ),
     pytest.param(
         "svc",
         {"api": "320.", "smtp": "100. 90s 130."},
-        [("opened", 2, 100, 110), ("upgraded", 1, 100, 160), ("restored", 190, 310)],
+        [("opened", 2, 100, 110), ("upgraded", 1, 100, 160), ("restored", 1, 190, 310)],
         id="smtp-down-api-up-service-unavailable",
     ),
     pytest.param(
         "svc",
         {"api": "30. 40x 3? 30x 130."},
-        [("opened", 2, 30, 40), ("upgraded", 1, 30, 93), ("restored", 103, 223)],
+        [("opened", 2, 30, 40), ("upgraded", 1, 30, 93), ("restored", 1, 103, 223)],
         id="3s-gap-streak-continues",
     ),
     pytest.param(
         "svc",
         {"api": "30. 40x 10? 30x 130."},
-        [("opened", 2, 30, 40), ("restored", 110, 230)],
+        [("opened", 2, 30, 40), ("restored", 2, 110, 230)],
         id="10s-gap-streak-breaks",
     ),
     pytest.param("svc", {"api": "30. 100i 30."}, [], id="control-failure-inconclusive"),
@@ -89,7 +91,7 @@ TIMELINES = [
     pytest.param(
         "svc",
         {"api": "30. 20x 60. 20x 60. 20x 130."},
-        [("opened", 2, 30, 40), ("restored", 210, 330)],
+        [("opened", 2, 30, 40), ("restored", 2, 210, 330)],
         id="flapping-shorter-than-recover-after-one-incident",
     ),
     pytest.param(
@@ -97,9 +99,9 @@ TIMELINES = [
         {"api": "30. 20x 130. 20x 130."},
         [
             ("opened", 2, 30, 40),
-            ("restored", 50, 170),
+            ("restored", 2, 50, 170),
             ("reopened", 2, 180, 190),
-            ("restored", 200, 320),
+            ("restored", 2, 200, 320),
         ],
         id="new-outage-within-15min-reopens",
     ),
@@ -108,9 +110,9 @@ TIMELINES = [
         {"api": "30. 20x 900. 20x 130."},
         [
             ("opened", 2, 30, 40),
-            ("restored", 50, 170),
+            ("restored", 2, 50, 170),
             ("reopened", 2, 950, 965),
-            ("restored", 970, 1090),
+            ("restored", 2, 970, 1090),
         ],
         id="new-outage-exactly-15min-after-restore-reopens",
     ),
@@ -119,16 +121,16 @@ TIMELINES = [
         {"api": "30. 20x 901. 20x 130."},
         [
             ("opened", 2, 30, 40),
-            ("restored", 50, 170),
+            ("restored", 2, 50, 170),
             ("opened", 2, 951, 966),
-            ("restored", 971, 1091),
+            ("restored", 2, 971, 1091),
         ],
         id="new-outage-after-15min-new-incident",
     ),
     pytest.param(
         "svc",
         {"api@p1": "260.", "api@p2": "30. 100x 130."},
-        [("opened", 2, 30, 40), ("restored", 130, 250)],
+        [("opened", 2, 30, 40), ("restored", 2, 130, 250)],
         id="two-probers-one-failing-partial",
     ),
     pytest.param(

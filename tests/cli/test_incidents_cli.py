@@ -11,28 +11,25 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "incidents"))
-import incidents_timeline
-from incidents_timeline import ENV, OUTAGE, write_attempts, write_config
-
 from config import load_config
 from incidents.recorder import replay_into_store
 from incidents.sqlite_store import SqliteStore
+from tests.incidents.incidents_timeline import (
+    ENV,
+    OUTAGE,
+    write_attempts,
+    write_config,
+    writer_command,
+)
+from tests.support.cli import run_slawatch
+from tests.support.paths import ROOT
 
 INCIDENT = "bird-20261102T100320Z"
 
 
 def slawatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the real command line in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", *args],
-        cwd=cwd,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """Run the real command line in a subprocess, with the timeline's environment."""
+    return run_slawatch(*args, cwd=cwd, env=ENV)
 
 
 @pytest.fixture
@@ -199,17 +196,8 @@ def test_concurrent_events_beside_a_running_writer_lose_nothing(tmp_path: Path) 
     config = write_config(tmp_path)
     store_file, stop = tmp_path / "store.db", tmp_path / "stop"
     writer = subprocess.Popen(
-        [
-            sys.executable,
-            incidents_timeline.__file__,
-            str(config),
-            str(store_file),
-            "x" * 30,
-            "--delay",
-            "0.01",
-            "--stop",
-            str(stop),
-        ],
+        writer_command(config, store_file, "30x", "--delay", "0.01", "--stop", str(stop)),
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -18,8 +18,8 @@ from config.loader import MAX_CONFIG_BYTES
 from config.model import OutcomeName
 from probe.attempt import Outcome
 from slawatch.cli import main
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "examples" / "slawatch.yaml"
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from prometheus_client import CollectorRegistry
 
-from config import load_config_text
 from incidents.lifecycle import user_event
 from incidents.memory_store import MemoryStore
-from probe.attempt import Attempt, Channel, Outcome
+from probe.attempt import Attempt, Channel
 from probe.clock import ManualClock
 from slawatch.daemon import TICK_OFFSET, Daemon
+from tests.support.configs import config_from_yaml
+from tests.support.timeline import SECONDS, expand
 
 T0 = 1_790_000_000
 HOUR = 3_600
@@ -31,15 +31,14 @@ def _daemon(tmp_path: Path, store: MemoryStore) -> Daemon:
             }
         ],
     }
-    text = yaml.safe_dump(config)
-    loaded = load_config_text(text, str(tmp_path / "slawatch.yaml"), {})
+    loaded = config_from_yaml(config, path=tmp_path / "slawatch.yaml")
     return Daemon(loaded, clock=ManualClock(T0), registry=CollectorRegistry(), store=store)
 
 
-async def _run_seconds(daemon: Daemon, first: int, pattern: str) -> None:
-    for offset, char in enumerate(pattern):
+async def _run_seconds(daemon: Daemon, first: int, timeline: str) -> None:
+    for offset, char in enumerate(expand(timeline)):
         second = first + offset
-        outcome = Outcome.SERVER_ERROR if char == "x" else Outcome.OK
+        (outcome,) = SECONDS[char].outcomes
         daemon._on_attempt(
             Attempt("mail", Channel.API, "send", "p-1", second + 0.2, 0.01, outcome, detail="HTTP")
         )
@@ -52,7 +51,7 @@ async def test_status_incident_and_retention(tmp_path: Path) -> None:
     daemon = _daemon(tmp_path, store)
     await daemon.open_store()
     # A second is final once the 1 s timeout plus 1 s have passed: the last two are open.
-    await _run_seconds(daemon, T0, "." * 3 + "x" * 5 + "." * 2)
+    await _run_seconds(daemon, T0, "3. 5s 2.")
     status = daemon.status.of("mail")
     assert status["api"].verdict == "unavailable"
     assert status["api"].streak == 5

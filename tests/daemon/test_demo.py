@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from daemon_harness import free_port
+from tests.support.cli import run_slawatch
+from tests.support.servers import free_port
 
 
 def test_demo_opens_upgrades_and_restores(tmp_path: Path) -> None:
     """At ten times speed the demo prints the incident opening, its upgrade and its restore."""
     port = free_port()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slawatch.cli",
-            "demo",
-            "--speed",
-            "10",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--dir",
-            "demo",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_slawatch(
+        "demo", "--speed", "10", "--listen", f"127.0.0.1:{port}", "--dir", "demo", cwd=tmp_path
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -42,23 +25,15 @@ def test_demo_opens_upgrades_and_restores(tmp_path: Path) -> None:
     assert out.index("OPENED") < out.index("UPGRADED") < out.index("RESTORED")
     assert f"slawatch evidence {incident} --config demo/slawatch.yaml --format md" in out
     # The evidence command it prints works on the demo's store.
-    evidence = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slawatch.cli",
-            "evidence",
-            incident,
-            "--config",
-            "demo/slawatch.yaml",
-            "--format",
-            "md",
-        ],
+    evidence = run_slawatch(
+        "evidence",
+        incident,
+        "--config",
+        "demo/slawatch.yaml",
+        "--format",
+        "md",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert evidence.returncode == 0, evidence.stderr
     assert "Critical Issue" in evidence.stdout

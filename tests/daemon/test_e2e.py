@@ -11,25 +11,20 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from daemon_harness import (
-    TOKEN,
-    Daemon,
-    ProviderThread,
-    daemon_config,
-    free_port,
-    wait_for,
-    write_config,
-)
 
 from config.timetext import parse_time
 from slawatch.simulator import SimulatedProvider
+from tests.support.cli import run_slawatch
+from tests.support.daemon import Daemon, http_get, wait_for, write_config
+from tests.support.provider import TOKEN, daemon_config, provider_daemon, provider_thread
+from tests.support.servers import free_port
 
 
 @dataclass
@@ -47,10 +42,8 @@ class Story:
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     """A running daemon watching a healthy simulated provider."""
     folder = tmp_path_factory.mktemp("e2e")
-    with ProviderThread() as provider:
-        port = free_port()
-        write_config(folder, daemon_config(provider, port))
-        daemon = Daemon(folder, port)
+    with provider_thread() as provider:
+        daemon = provider_daemon(folder, provider)
         daemon.start()
         try:
             yield Story(folder, provider, daemon)
@@ -194,18 +187,13 @@ def test_real_prometheus_scrapes_the_daemon(
     url = f"http://127.0.0.1:{port}/api/v1/query?query={query}"
 
     def answer() -> float | None:
-        import urllib.parse
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query}),
-                timeout=2,
-            ) as response:
-                data = json.loads(response.read())
-        except OSError:
+        status, body = http_get(
+            f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query}),
+            timeout=2,
+        )
+        if status != 200:
             return None
-        result = data["data"]["result"]
+        result = json.loads(body)["data"]["result"]
         return float(result[0]["value"][1]) if result else None
 
     try:
@@ -284,12 +272,7 @@ def test_recovery_restores_and_evidence_verifies(story: Story) -> None:
     bundle = story.folder / "bundle.json"
     bundle.write_bytes(body)
     assert TOKEN.encode() not in body
-    verified = subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", "evidence", "verify", str(bundle)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    verified = run_slawatch("evidence", "verify", str(bundle), cwd=story.folder)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     status, body = daemon.get(f"/api/v1/incidents/{story.incident}/evidence?format=md")
     assert status == 200

@@ -12,24 +12,11 @@ import asyncio
 import io
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import (
-    TOKEN,
-    Daemon,
-    ProviderThread,
-    daemon_config,
-    free_port,
-    wait_for,
-    write_config,
-)
-from test_notify_e2e import Receiver
 
 from classifier.signals import Opened
 from config import load_config
@@ -42,6 +29,12 @@ from probe.clock import ManualClock
 from probe.scheduler import Scheduler
 from sla.terms import freeze_terms
 from slawatch.logs import setup_logging
+from tests.support.cli import run_slawatch
+from tests.support.daemon import Daemon, wait_for
+from tests.support.loop_thread import LoopThread
+from tests.support.provider import TOKEN_ENV, provider_daemon, provider_thread
+from tests.support.receiver import Receiver
+from tests.support.servers import free_port, serve_app
 
 INCIDENT = "mail-backdated"
 # When the incident's first-response clock (Megaport severity 2: 15 min) comes within the
@@ -51,7 +44,7 @@ DUE_IN_S = 20
 
 def _backdated_incident(folder: Path, *, due_in: float) -> float:
     """Write an open severity-2 incident into the daemon's store; its first-response deadline."""
-    loaded = load_config(folder / "slawatch.yaml", {"E2E_TOKEN": TOKEN})
+    loaded = load_config(folder / "slawatch.yaml", TOKEN_ENV)
     service = loaded.config.service("mail")
     now = time.time()
     deadline = now + 600 + due_in
@@ -64,16 +57,12 @@ def _backdated_incident(folder: Path, *, due_in: float) -> float:
 
 
 def _cli(folder: Path, *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", *args, "--config", "slawatch.yaml"],
-        cwd=folder,
-        env={**os.environ, "E2E_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_slawatch(*args, "--config", "slawatch.yaml", cwd=folder, env=TOKEN_ENV)
     assert done.returncode == 0, done.stderr
+
+
+def _events(receiver: Receiver) -> list[str]:
+    return [r.body["event"] for r in receiver.got]
 
 
 def _gauge(daemon: Daemon, clock: str) -> float:
@@ -88,15 +77,12 @@ def _gauge(daemon: Daemon, clock: str) -> float:
 def setup(tmp_path: Path) -> Iterator[tuple[Daemon, Receiver, float]]:
     """A running daemon (healthy provider) over a store holding a backdated open incident."""
     hook_port = free_port()
-    with ProviderThread() as provider, Receiver(hook_port) as receiver:
-        port = free_port()
-        config = daemon_config(provider, port)
-        config["notify"] = [
-            {"name": "ops", "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/hook"}
-        ]
-        write_config(tmp_path, config)
+    hook = {"name": "ops", "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/hook"}
+    with provider_thread() as provider, LoopThread() as thread:
+        receiver = Receiver()
+        thread.enter(serve_app(receiver.app(), hook_port))
+        daemon = provider_daemon(tmp_path, provider, extra={"notify": [hook]})
         deadline = _backdated_incident(tmp_path, due_in=DUE_IN_S)
-        daemon = Daemon(tmp_path, port)
         daemon.start()
         try:
             yield daemon, receiver, deadline
@@ -108,13 +94,13 @@ def test_cli_resolved_notifies_exactly_once(setup: tuple[Daemon, Receiver, float
     """`incidents event ID resolved` from the CLI reaches the webhook once, and once only."""
     daemon, receiver, _ = setup
     _cli(daemon.folder, "incidents", "event", INCIDENT, "resolved", "--note", "fixed")
-    wait_for(lambda: "resolved" in [e["event"] for e in receiver.events()], 10, "resolved")
+    wait_for(lambda: "resolved" in _events(receiver), 10, "resolved")
     time.sleep(3)  # later ticks must not send it again
-    resolved = [e for e in receiver.events() if e["event"] == "resolved"]
+    resolved = [r.body for r in receiver.got if r.body["event"] == "resolved"]
     assert len(resolved) == 1
     assert resolved[0]["incident"]["id"] == INCIDENT
     assert resolved[0]["note"] == "fixed"
-    keys = [headers["Idempotency-Key"] for headers, _ in receiver.posts]
+    keys = [r.headers["Idempotency-Key"] for r in receiver.got]
     assert len(keys) == len(set(keys))
 
 
@@ -136,7 +122,7 @@ def test_cli_response_meets_the_running_daemons_clock(
     wait_for(met, 2, "the first-response clock met")
     # Past the moment the clock would have come due: nothing about it is sent.
     time.sleep(max(0.0, deadline - 600 - time.time()) + 3)
-    sent = [e["event"] for e in receiver.events()]
+    sent = _events(receiver)
     assert "clock_due" not in sent
     assert "clock_breached" not in sent
 

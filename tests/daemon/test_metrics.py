@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from classifier.verdict import OUTCOMES, SecondVerdict, Verdict
-from config import load_config_text
 from probe.attempt import Attempt, Channel, Outcome
 from slawatch.metrics import Metrics
+from tests.support.configs import config_from_yaml
 
 CONFIG = """
 control: [{name: gw, tcp: "127.0.0.1:1"}]
@@ -26,7 +26,7 @@ services:
 def _metrics() -> tuple[Metrics, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = Metrics(registry, "1.2.3")
-    metrics.prepare(load_config_text(CONFIG, "c.yaml", {}).config)
+    metrics.prepare(config_from_yaml(CONFIG).config)
     return metrics, registry
 
 
@@ -163,7 +163,7 @@ def test_reload_drops_removed_targets_and_keeps_counters() -> None:
     metrics, registry = _metrics()
     metrics.attempt(Attempt("sparkpost", Channel.API, "account", "eu-1", 1.0, 0.2, Outcome.OK))
     smaller = "services: [{name: sparkpost, api: [{name: account, url: 'http://127.0.0.1:1/'}]}]"
-    metrics.prepare(load_config_text(smaller, "c.yaml", {}).config)
+    metrics.prepare(config_from_yaml(smaller).config)
     assert (
         _value(
             registry,

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from classifier.signals import Opened, Restored
 from classifier.verdict import OUTCOMES
-from config import load_config_text
+from config import LoadedConfig
 from incidents.lifecycle import signal_event
 from incidents.model import Run
 from incidents.report import render_csv, report_for
@@ -33,6 +32,7 @@ from sla.terms import freeze_terms
 from slawatch.daemon import Daemon
 from slawatch.pagedata import SERVICES_PER_PAGE
 from slawatch.web import make_app
+from tests.support.configs import config_from_yaml
 
 NOW = 1_795_176_000  # 2026-11-20T12:00:00Z
 SERVICES = 50
@@ -70,13 +70,13 @@ def _config() -> dict[str, object]:
     }
 
 
-def _fill(store: SqliteStore, loaded: object) -> None:
+def _fill(store: SqliteStore, loaded: LoadedConfig) -> None:
     """Two days of runs per service with a 5-minute outage, and 20 incidents each."""
     events = []
     runs = []
     for index in range(SERVICES):
         name = f"svc{index:02d}"
-        service = loaded.config.service(name)  # type: ignore[attr-defined]
+        service = loaded.config.service(name)
         down = NOW - 1800 - index
         for channel in ("api", "combined"):
             runs += [
@@ -87,7 +87,7 @@ def _fill(store: SqliteStore, loaded: object) -> None:
         for number in range(PER_SERVICE):
             started = NOW - (number + 1) * 4 * 3600 - index
             incident = f"{name}-{number:02d}"
-            terms = freeze_terms(service, loaded.catalog, loaded.calendars(), at=started)  # type: ignore[attr-defined]
+            terms = freeze_terms(service, loaded.catalog, loaded.calendars(), at=started)
             opened = Opened(name, incident, 1, "Severity 1", started, started + 60, ("api",))
             events.append(signal_event(opened, terms, source="replay"))
             if (index, number) != (0, 0):
@@ -99,7 +99,7 @@ def _fill(store: SqliteStore, loaded: object) -> None:
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     """A daemon over a filled SQLite store, its web app on a loopback test server."""
-    loaded = load_config_text(yaml.safe_dump(_config()), str(tmp_path / "slawatch.yaml"), {})
+    loaded = config_from_yaml(_config(), path=tmp_path / "slawatch.yaml")
     store = SqliteStore(tmp_path / "store.db")
     _fill(store, loaded)
     daemon = Daemon(loaded, clock=ManualClock(NOW), registry=CollectorRegistry(), store=store)

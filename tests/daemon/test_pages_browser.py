@@ -11,30 +11,23 @@ says. Screenshots of the three pages at desktop and phone widths go to test-arti
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ci_tools import require_tool
-from daemon_harness import (
-    TOKEN,
-    Daemon,
-    ProviderThread,
-    daemon_config,
-    free_port,
-    wait_for,
-    write_config,
-)
 from playwright import sync_api as playwright_api
 
 from slawatch.simulator import SimulatedProvider
+from tests.support.ci_tools import require_tool
+from tests.support.cli import run_slawatch
+from tests.support.daemon import Daemon, wait_for, write_config
+from tests.support.paths import ROOT
+from tests.support.provider import TOKEN, TOKEN_ENV, daemon_config, provider_thread
+from tests.support.servers import free_port
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
+ARTIFACTS = ROOT / "test-artifacts" / "pages"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # Chromium as root needs --no-sandbox; the rest keep it off a network it cannot reach.
@@ -67,14 +60,14 @@ def story(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
     """A daemon watching a healthy simulated provider, and a fresh Chromium on its pages."""
     folder = tmp_path_factory.mktemp("pages")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with ProviderThread() as provider:
+    with provider_thread() as provider:
         port = free_port()
         config = daemon_config(
             provider, port, critical_after="6s", recover_after="4s", degraded_min_seconds=10
         )
         config["services"][0]["sla"]["commitment"] = 99.9
         write_config(folder, config)
-        daemon = Daemon(folder, port)
+        daemon = Daemon(folder, port, env=TOKEN_ENV)
         daemon.start()
         try:
             with playwright_api.sync_playwright() as driver:
@@ -210,13 +203,7 @@ def test_incident_page_clocks_and_evidence(story: Story, tmp_path: Path) -> None
         # The CSV is the per-second records alone; the other formats name the incident.
         assert fmt == "csv" or story.incident in text
         if fmt in ("json", "csv"):
-            done = subprocess.run(
-                [sys.executable, "-m", "slawatch.cli", "evidence", "verify", str(saved)],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            done = run_slawatch("evidence", "verify", str(saved), cwd=tmp_path, timeout=60)
             assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -264,17 +251,12 @@ def test_form_records_provider_responded(story: Story) -> None:
 
 def _report(story: Story, month: str, fmt: str) -> str:
     """What `slawatch report` prints for the month over the story's store."""
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "slawatch.cli", "report", "--config", "slawatch.yaml"),
-            *("--service", "mail", "--month", month, "--format", fmt),
-        ],
+    done = run_slawatch(
+        *("report", "--config", "slawatch.yaml", "--service", "mail"),
+        *("--month", month, "--format", fmt),
         cwd=story.folder,
-        env={**os.environ, "E2E_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
+        env=TOKEN_ENV,
         timeout=60,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

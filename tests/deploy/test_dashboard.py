@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "slawatch-dashboard.json"
+from tests.support.paths import ROOT
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "slawatch-dashboard.json"
 GRID_WIDTH = 24
 
 

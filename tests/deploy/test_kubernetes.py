@@ -11,8 +11,9 @@ import yaml
 
 from config.durations import parse_duration
 from config.model import HttpTarget, SmtpTarget
+from tests.support.paths import ROOT
 
-SIDECAR = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "sidecar.yaml"
+SIDECAR = ROOT / "deploy" / "kubernetes" / "sidecar.yaml"
 PORT = 9797
 
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
-from ci_tools import require_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.ci_tools import require_tool
+from tests.support.paths import ROOT
+
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RECORDING_RULES = PROMETHEUS / "recording_rules.yml"
 ALERT_RULES = PROMETHEUS / "alert_rules.yml"

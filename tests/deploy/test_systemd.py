@@ -7,12 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ci_tools import require_tool
 
 from config.durations import parse_duration
 from config.model import HttpTarget, SmtpTarget
+from tests.support.ci_tools import require_tool
+from tests.support.paths import ROOT
 
-UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "slawatch.service"
+UNIT = ROOT / "deploy" / "systemd" / "slawatch.service"
 EXEC = "/usr/local/bin/slawatch"
 # systemd-analyze security scores exposure 0-100 (shown as 0.0-10.0); 2.0 is well inside "OK".
 MAX_EXPOSURE = 20

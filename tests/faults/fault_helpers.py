@@ -2,63 +2,47 @@
 
 The method (docs/reliability.md): the real probes run with the real scheduler against a faulty
 server for a few real seconds; their attempts are asserted as observed. Each observed
-second is then a *sample*: a timeline such as ``"30. 70x 130."`` (30 healthy seconds,
-70 faulty ones, 130 healthy ones) is built by copying the attempts of one observed second
-onto each timeline second, keeping each attempt's offset within its second, and the
-classifier judges that timeline. Incident times are then exact, and a 230-second fault
-takes a few real seconds.
+second is then a *sample*: a timeline in the tests' one notation (``tests.support.timeline``),
+such as ``"30. 70x 130."`` (30 healthy seconds, 70 faulty ones, 130 healthy ones), is built
+by copying the attempts of one observed second of that character onto each timeline
+second, keeping each attempt's offset within its second, and the classifier judges that
+timeline. Incident times are then exact, and a 230-second fault takes a few real seconds.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import math
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from classifier.engine import Classifier
-from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgraded
-from classifier.verdict import COMBINED, SecondVerdict, Verdict
+from classifier.signals import IncidentSignal
+from classifier.verdict import COMBINED, SecondVerdict
 from config import load_catalog
-from config.loader import LoadedConfig, load_config_text
+from config.loader import LoadedConfig
 from probe.attempt import Attempt, Channel
 from probe.clock import SystemClock
 from probe.registry import build_probes, probe_context
 from probe.scheduler import Scheduler
+from tests.support.ci_tools import missing
+from tests.support.timeline import T0, Event, expand
+from tests.support.timeline import events as signal_events
+from tests.support.timeline import line as verdict_line
 
-# A fixed start for every synthetic timeline: 2026-11-21T10:00:00Z.
-T0 = 1_795_255_200
-# One character a second, as in the classifier's timeline tests.
-VERDICT_CHARS: Mapping[Verdict, str] = {
-    Verdict.AVAILABLE: ".",
-    Verdict.UNAVAILABLE: "x",
-    Verdict.PARTIAL: "p",
-    Verdict.INCONCLUSIVE: "i",
-    Verdict.NO_DATA: "?",
-}
-# (kind, severity, first bad second or restored_at, detected_at), times relative to T0.
-Event = tuple[str, int, int, int]
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-def expand(timeline: str) -> str:
-    """Expand run-length tokens: ``"30. 5x ..x"`` is 30 dots, 5 x's, then ``..x``."""
-    out: list[str] = []
-    for token in timeline.split():
-        count, char = token[:-1], token[-1]
-        out.append(char * int(count) if count.isdigit() else token)
-    return "".join(out)
-
-
-def config(text: str) -> LoadedConfig:
-    """A validated config from YAML text (no environment)."""
-    return load_config_text(text, "faults.yaml", {})
+# A hard outage under the default thresholds: 30 healthy seconds, 70 bad, 130 healthy.
+# Severity 2 opens at the 10th bad second (fewer than 200 seconds observed), upgrades to 1
+# at the 60th, and is restored after 120 available seconds.
+OUTAGE = "30. 70x 130."
+OUTAGE_EVENTS: list[Event] = [
+    ("opened", 2, 30, 40),
+    ("upgraded", 1, 30, 90),
+    ("restored", 1, 100, 220),
+]
 
 
 async def observe(loaded: LoadedConfig, seconds: int) -> list[Attempt]:
@@ -141,11 +125,11 @@ class Judged:
 
     def line(self, channel: str = COMBINED) -> str:
         """One character a second for ``channel`` (``combined`` by default)."""
-        return "".join(VERDICT_CHARS[v.verdict] for v in self.verdicts if v.channel == channel)
+        return verdict_line(v for v in self.verdicts if v.channel == channel)
 
     def events(self) -> list[Event]:
         """Every signal as (kind, severity, start, detected), relative to ``start``."""
-        return [describe(signal, self.start) for signal in self.signals]
+        return signal_events(self.signals, self.start)
 
 
 def classify(loaded: LoadedConfig, attempts: Sequence[Attempt], service: str) -> Judged:
@@ -162,91 +146,15 @@ def classify(loaded: LoadedConfig, attempts: Sequence[Attempt], service: str) ->
     )
 
 
-def describe(signal: IncidentSignal, start: int) -> Event:
-    """A signal as (kind, severity, start, detected) relative to ``start``."""
-    if isinstance(signal, Opened):
-        return ("opened", signal.severity, signal.started_at - start, signal.detected_at - start)
-    if isinstance(signal, Upgraded):
-        return (
-            "upgraded",
-            signal.to_severity,
-            signal.started_at - start,
-            signal.detected_at - start,
-        )
-    if isinstance(signal, Restored):
-        return (
-            "restored",
-            signal.severity,
-            signal.restored_at - start,
-            signal.detected_at - start,
-        )
-    if isinstance(signal, Reopened):
-        return (
-            "reopened",
-            signal.severity,
-            signal.started_at - start,
-            signal.detected_at - start,
-        )
-    raise TypeError(signal)  # pragma: no cover
-
-
-# Loopback servers ----------------------------------------------------------------------
-
-
-@dataclass
-class Served:
-    """A raw TCP server on 127.0.0.1 and the connections it accepted."""
-
-    port: int = 0
-    connections: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-@contextlib.asynccontextmanager
-async def serve(handler: Handler, **server_options: object) -> AsyncIterator[Served]:
-    """Serve ``handler`` on a free loopback port; cancel every session on exit."""
-    info = Served()
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        info.connections += 1
-        task = asyncio.current_task()
-        if task is not None:
-            info.tasks.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
-        finally:
-            writer.close()
-            if task is not None:
-                info.tasks.discard(task)
-
-    server = await asyncio.start_server(session, "127.0.0.1", 0, **server_options)  # type: ignore[arg-type]
-    info.port = server.sockets[0].getsockname()[1]
-    try:
-        yield info
-    finally:
-        server.close()
-        for task in list(info.tasks):
-            task.cancel()
-        await asyncio.gather(*info.tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-async def read_request(reader: asyncio.StreamReader) -> None:
-    """Read an HTTP request's head (the probes send no body on GET)."""
-    await reader.readuntil(b"\r\n\r\n")
-
-
 # Network namespaces ---------------------------------------------------------------------
 
 
 def require_netns() -> None:
     """Skip without root and iproute2 (ip, tc), except under CI where that is a failure."""
-    missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+    absent = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
     reason = ""
-    if missing:
-        reason = f"{' and '.join(missing)} (iproute2) not installed"
+    if absent:
+        reason = f"{' and '.join(absent)} (iproute2) not installed"
     elif os.geteuid() != 0:
         reason = "network namespaces need root"
     if reason:

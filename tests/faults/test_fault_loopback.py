@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import socket
 import ssl
-import struct
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -21,34 +19,35 @@ from pathlib import Path
 
 import pytest
 import trustme
-from fault_helpers import (
-    Event,
-    Handler,
-    by_second,
-    classify,
-    config,
-    expand,
-    observe,
-    of_service,
-    read_request,
-    restamp,
-    serve,
-)
 
 from probe.attempt import Attempt, Outcome
 from slawatch.simulator import SimulatedProvider
+from tests.faults.fault_helpers import (
+    OUTAGE,
+    OUTAGE_EVENTS,
+    by_second,
+    classify,
+    observe,
+    of_service,
+    restamp,
+)
+from tests.support.configs import config_from_yaml
+from tests.support.servers import (
+    HANG,
+    Handler,
+    hang_after_request,
+    raw_server,
+    read_request,
+    reset,
+    scripted_smtp,
+)
+from tests.support.timeline import Event, expand
 
 SECONDS = 4
 # Real seconds the 503 server answers 503 before it recovers.
 FAILING_REQUESTS = 3
 TLS_NAME = "api.fault.test"
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-
-
-async def hang_after_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Accept, read the request, never answer."""
-    await read_request(reader)
-    await asyncio.sleep(3600)
 
 
 async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -67,9 +66,7 @@ async def reset_mid_body(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
     await writer.drain()
     await asyncio.sleep(0.05)
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+    reset(writer)
 
 
 @dataclass
@@ -126,41 +123,16 @@ def expiring_tls(ca: trustme.CA) -> ssl.SSLContext:
     return valid
 
 
-def scripted_smtp(greeting: bytes, **replies: bytes) -> Handler:
-    """An SMTP server that greets with ``greeting`` and answers verbs from ``replies``.
-
-    A verb whose reply is ``b""`` is never answered (the server stalls); verbs not listed
-    get ``250 OK``; QUIT closes.
-    """
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(greeting)
-        await writer.drain()
-        if not greeting.startswith(b"220"):
-            return
-        while line := await reader.readline():
-            verb = line[:4].decode().upper()
-            reply = replies.get(verb, b"221 Bye\r\n" if verb == "QUIT" else b"250 OK\r\n")
-            if not reply:
-                await asyncio.sleep(3600)
-            writer.write(reply)
-            await writer.drain()
-            if verb == "QUIT":
-                return
-
-    return session
-
-
 GREETING = b"220 smtp.fault.test ESMTP\r\n"
 HTTP_FAULTS: dict[str, Handler] = {
-    "http-hang": hang_after_accept,
+    "http-hang": hang_after_request,
     "http-trickle": trickle,
     "http-reset": reset_mid_body,
     "http-503": Flaky(FAILING_REQUESTS),
 }
 SMTP_FAULTS: dict[str, Handler] = {
     "smtp-421": scripted_smtp(b"421 4.3.2 Service not available, closing channel\r\n"),
-    "smtp-stall": scripted_smtp(GREETING, EHLO=b""),
+    "smtp-stall": scripted_smtp(GREETING, EHLO=HANG),
     "smtp-451": scripted_smtp(GREETING, MAIL=b"451 4.3.0 Temporary local problem\r\n"),
     "smtp-451-throttled": scripted_smtp(
         GREETING, MAIL=b"451 4.7.1 Too many messages, slow down\r\n"
@@ -176,8 +148,8 @@ async def _observe_all(ca_file: Path, ca: trustme.CA) -> list[Attempt]:
         async with AsyncExitStack() as stack:
             ports: dict[str, int] = {}
             for name, handler in {**HTTP_FAULTS, **SMTP_FAULTS}.items():
-                ports[name] = (await stack.enter_async_context(serve(handler))).port
-            tls = await stack.enter_async_context(serve(answer_ok, ssl=expiring_tls(ca)))
+                ports[name] = (await stack.enter_async_context(raw_server(handler))).port
+            tls = await stack.enter_async_context(raw_server(answer_ok, ssl=expiring_tls(ca)))
             lines = [
                 "prober: {id: loop-1}",
                 "services:",
@@ -202,7 +174,7 @@ async def _observe_all(ca_file: Path, ca: trustme.CA) -> list[Attempt]:
                     f"    smtp: [{{name: inject, host: 127.0.0.1, port: {ports[name]},"
                     " tls: none, local_hostname: probe.test, timeout: 1s}]",
                 ]
-            return await observe(config("\n".join(lines) + "\n"), SECONDS)
+            return await observe(config_from_yaml("\n".join(lines) + "\n"), SECONDS)
     finally:
         await provider.close()
 
@@ -324,7 +296,7 @@ def test_observed_seconds(observed: list[Attempt], service: str, line: str) -> N
     """Each real second of a fault gets the verdict the contract gives it."""
     source = service.removesuffix("-counted")
     attempts = [dataclasses.replace(a, service=service) for a in of_service(observed, source)]
-    assert classify(config(JUDGE), attempts, service).line() == line
+    assert classify(config_from_yaml(JUDGE), attempts, service).line() == line
 
 
 JUDGE = """
@@ -345,16 +317,6 @@ services:
     api: [{name: call, url: "http://127.0.0.1:1/"}]
     smtp: [{name: inject, host: 127.0.0.1}]
 """
-
-# A hard outage under the default thresholds (30 healthy seconds, 70 bad, 130 healthy):
-# severity 2 opens at the 10th bad second (fewer than 200 seconds observed), upgrades to 1
-# at the 60th, and is restored after 120 available seconds.
-OUTAGE = "30. 70x 130."
-OUTAGE_EVENTS: list[Event] = [
-    ("opened", 2, 30, 40),
-    ("upgraded", 1, 30, 90),
-    ("restored", 1, 100, 220),
-]
 
 
 @pytest.mark.parametrize(
@@ -434,7 +396,7 @@ def test_incident_timeline(
     seconds = by_second(of_service(observed, source))
     samples = _samples(seconds, by_second(of_service(observed, healthy)), source)
     attempts = restamp(timeline, samples, service=service)
-    judged = classify(config(JUDGE), attempts, service)
+    judged = classify(config_from_yaml(JUDGE), attempts, service)
     assert judged.line() == expand(line)
     assert judged.events() == events
 
@@ -459,7 +421,7 @@ def test_one_channel_down_makes_the_service_unavailable(observed: list[Attempt])
     attempts = restamp(
         OUTAGE, {".": by_second(of_service(observed, "smtp-ok")), "x": both}, service="mixed"
     )
-    judged = classify(config(JUDGE), attempts, "mixed")
+    judged = classify(config_from_yaml(JUDGE), attempts, "mixed")
     assert judged.line("api") == expand("30? 70. 130?")
     assert judged.line("smtp") == expand(OUTAGE)
     assert judged.line() == expand(OUTAGE)

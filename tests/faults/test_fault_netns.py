@@ -26,22 +26,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fault_helpers import (
-    Event,
-    Namespaces,
-    by_second,
-    classify,
-    config,
-    expand,
-    require_netns,
-    restamp,
-)
 
 from probe.attempt import Attempt, Channel, Outcome, attempt_from_json
 from probe.base import CONTROL_SERVICE
+from tests.faults.fault_helpers import (
+    OUTAGE,
+    OUTAGE_EVENTS,
+    Namespaces,
+    by_second,
+    classify,
+    require_netns,
+    restamp,
+)
+from tests.support.configs import config_from_yaml
+from tests.support.paths import ROOT
+from tests.support.timeline import Event, expand
 
 SECONDS = 3
-ROOT = Path(__file__).resolve().parents[2]
 SILENT_NAME = "api.slawatch-fault.invalid"
 # Longer than the probe timeout, so the probe's deadline always passes before the resolver
 # gives up.
@@ -300,19 +301,8 @@ def test_observed_seconds(observed: Observed, prober: str, service: str, verdict
     # Targets (and the control check) launch at their own offsets, so the first or last
     # observed second may lack one of them; the complete seconds are judged.
     assert len(seconds) >= SECONDS - 1
-    judged = classify(config(JUDGE), [a for second in seconds for a in second], service)
+    judged = classify(config_from_yaml(JUDGE), [a for second in seconds for a in second], service)
     assert judged.line() == verdict * len(seconds)
-
-
-# The shape of a hard outage under the default thresholds: 30 healthy seconds, 70 bad, 130
-# healthy. Severity 2 opens at the 10th bad second (fewer than 200 seconds observed),
-# upgrades to 1 at the 60th, and is restored after 120 available seconds.
-OUTAGE = "30. 70x 130."
-OUTAGE_EVENTS: list[Event] = [
-    ("opened", 2, 30, 40),
-    ("upgraded", 1, 30, 90),
-    ("restored", 1, 100, 220),
-]
 
 
 @pytest.mark.parametrize(
@@ -351,7 +341,7 @@ def test_incident_timeline(
     healthy = observed.seconds("cli", "reachable")
     samples = {".": healthy, "x": observed.seconds(*fault)}
     attempts = restamp(OUTAGE, samples, service=service)
-    judged = classify(config(JUDGE), attempts, service)
+    judged = classify(config_from_yaml(JUDGE), attempts, service)
     assert judged.line() == expand(line)
     assert judged.events() == events
 
@@ -362,7 +352,7 @@ def test_one_prober_cut_off_another_sees_the_target(observed: Observed) -> None:
     cut = observed.seconds("cut", "reachable")
     both = [[*h, *c] for h, c in zip(healthy, cut, strict=False)]
     attempts = restamp("30. 70i 130.", {".": healthy, "i": both}, service="reachable")
-    judged = classify(config(JUDGE), attempts, "reachable")
+    judged = classify(config_from_yaml(JUDGE), attempts, "reachable")
     assert judged.line() == "." * 230
     assert [v.set_aside for v in judged.verdicts if v.channel == "api"][30:100] == [1] * 70
     assert judged.events() == []

@@ -1,9 +1,8 @@
-"""Hardening test helpers: capabilities required under CI, small filesystems, child memory."""
+"""Hardening test helpers: small filesystems to fill, and the CLI's peak memory in a child."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -11,13 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import yaml
-from ci_tools import missing
-
-from config import LoadedConfig
-from config.loader import load_config_text
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.ci_tools import missing
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -56,14 +49,6 @@ def fill(folder: Path, name: str = "filler") -> Path:
     return filler
 
 
-def loaded_config(data: dict[str, object], folder: Path) -> LoadedConfig:
-    """A validated config from a mapping, as if read from ``folder/slawatch.yaml``."""
-    text = yaml.safe_dump(data, sort_keys=False)
-    path = folder / "slawatch.yaml"
-    path.write_text(text)
-    return load_config_text(text, str(path), {})
-
-
 _PEAK = (
     "import resource, sys\n"
     "from slawatch.cli import main\n"
@@ -83,19 +68,9 @@ def cli_with_peak(args: Sequence[str], cwd: Path) -> tuple[int, str, int]:
         text=True,
         timeout=120,
         check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     lines = done.stderr.splitlines()
     peak = [int(line.split()[1]) for line in lines if line.startswith("PEAK_KIB ")]
     assert peak, done.stderr[-2000:]
     text = "\n".join(line for line in lines if not line.startswith("PEAK_KIB "))
     return done.returncode, text, peak[0]
-
-
-def json_lines(path: Path) -> list[dict[str, object]]:
-    """The JSON records of a log file (other lines skipped)."""
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out

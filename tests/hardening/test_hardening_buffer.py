@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from hardening_helpers import loaded_config
 from prometheus_client import CollectorRegistry
 
 from classifier.signals import IncidentSignal
@@ -18,10 +17,13 @@ from probe.attempt import Attempt, Channel, Outcome
 from probe.clock import ManualClock
 from slawatch.daemon import TICK_OFFSET, Daemon
 from slawatch.writer import MAX_PENDING_BATCHES
+from tests.support.configs import config_from_yaml
+from tests.support.timeline import expand
 
 T0 = 1_790_000_000
-# One cycle: a 30-second outage (opens at its 10th second), then 150 good seconds (restores).
-CYCLE = "x" * 30 + "." * 150
+# One cycle: a 30-second outage of server errors (opens at its 10th second), then 150 good
+# seconds (restores).
+CYCLE = expand("30s 150.")
 SAMPLES_PER_SECOND = 3
 
 
@@ -101,7 +103,7 @@ async def test_full_store_buffers_within_bound_then_catches_up(
 ) -> None:
     """Over an hour past MAX_PENDING_BATCHES of refused writes the buffer stays bounded;
     on recovery every judged second, run and incident event reaches the store."""
-    loaded = loaded_config(_config(tmp_path), tmp_path)
+    loaded = config_from_yaml(_config(tmp_path), path=tmp_path / "slawatch.yaml")
     clock = ManualClock(T0)
     store = RefusingStore()
     signals: list[IncidentSignal] = []
@@ -116,7 +118,7 @@ async def test_full_store_buffers_within_bound_then_catches_up(
         with caplog.at_level(logging.INFO, logger="slawatch"):
             for offset in range(seconds):
                 second = T0 + offset
-                for attempt in _attempts(second, CYCLE[offset % len(CYCLE)] == "x"):
+                for attempt in _attempts(second, CYCLE[offset % len(CYCLE)] == "s"):
                     daemon._on_attempt(attempt)
                 clock.advance(1)
                 await daemon.tick(second + 1 + TICK_OFFSET)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from daemon_harness import Daemon, ProviderThread, daemon_config, free_port, wait_for, write_config
-
 from incidents.sqlite_store import SqliteStore
+from tests.support.daemon import wait_for
+from tests.support.provider import provider_daemon, provider_thread
 
 
 def _seconds(store: SqliteStore, channel: str) -> dict[int, str]:
@@ -22,10 +22,8 @@ def _seconds(store: SqliteStore, channel: str) -> dict[int, str]:
 def test_sigkill_mid_incident_then_restart(tmp_path: Path) -> None:
     """After SIGKILL every committed second survives; the restarted daemon resumes the same
     incident with the same clocks, opens no duplicate, and restores it when the outage ends."""
-    with ProviderThread() as provider:
-        port = free_port()
-        write_config(tmp_path, daemon_config(provider, port))
-        daemon = Daemon(tmp_path, port)
+    with provider_thread() as provider:
+        daemon = provider_daemon(tmp_path, provider)
         daemon.start()
         try:
             provider.healthy = False
@@ -36,9 +34,7 @@ def test_sigkill_mid_incident_then_restart(tmp_path: Path) -> None:
             )[0]
             with SqliteStore(tmp_path / "store.db") as store:
                 committed = {ch: _seconds(store, ch) for ch in ("api", "smtp", "combined")}
-            assert daemon.proc is not None
-            daemon.signal(signal.SIGKILL)
-            assert daemon.proc.wait(10) == -signal.SIGKILL
+            assert daemon.kill() == -signal.SIGKILL
             with SqliteStore(tmp_path / "store.db") as store:
                 for channel, seconds in committed.items():
                     after = _seconds(store, channel)

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from hardening_helpers import ROOT, cli_with_peak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from classifier.replay import MAX_LINE_BYTES
 from config.loader import MAX_CONFIG_BYTES
 from slawatch.cli import main
+from tests.hardening.hardening_helpers import cli_with_peak
+from tests.support.paths import ROOT
 
 FUZZ = settings(
     max_examples=80,

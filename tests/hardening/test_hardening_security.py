@@ -4,29 +4,34 @@ container, and an audit of the locked dependencies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from daemon_harness import Daemon, free_port, wait_for, write_config
-from hardening_helpers import ROOT, loaded_config
 from prometheus_client import CollectorRegistry
 
 from incidents.memory_store import MemoryStore
 from probe.clock import ManualClock
 from slawatch.daemon import Daemon as DaemonCore
 from slawatch.web import is_loopback, make_app
+from tests.support.cli import run_slawatch
+from tests.support.configs import config_from_yaml
+from tests.support.daemon import Daemon, wait_for, write_config
+from tests.support.loop_thread import LoopThread
+from tests.support.paths import ROOT
+from tests.support.servers import free_port, raw_server, serve_app
 
 SECRETS = {
     "SEC_API_KEY": "apikey-5e5e5e5e-aaaa",
@@ -40,54 +45,35 @@ IMG = "<img src=x onerror=alert(1)>"
 TICKET = '<script>alert("ticket")</script>'
 
 
+@dataclass
 class EvilProvider:
-    """An HTTP API that fails with a hostile reason echoing the credentials it was sent, and
-    an SMTP server whose greeting carries markup."""
+    """Where the hostile provider listens."""
 
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self.http_port = 0
-        self.smtp_port = 0
-        self._runner: web.AppRunner | None = None
-        self._smtp: asyncio.Server | None = None
+    http_port: int
+    smtp_port: int
 
-    async def _api(self, request: web.Request) -> web.Response:
-        echoed = f"{SCRIPT} auth={request.headers.get('Authorization', '')}"
-        return web.Response(status=500, reason=echoed, text=f"{echoed} {request.url}")
 
-    async def _greet(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(f"421 4.3.2 {SCRIPT} try later\r\n".encode())
-        await writer.drain()
-        writer.close()
+async def _api(request: web.Request) -> web.Response:
+    """An HTTP API that fails with a hostile reason echoing the credentials it was sent."""
+    echoed = f"{SCRIPT} auth={request.headers.get('Authorization', '')}"
+    return web.Response(status=500, reason=echoed, text=f"{echoed} {request.url}")
 
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/account", self._api)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.http_port = self._runner.addresses[0][1]
-        self._smtp = await asyncio.start_server(self._greet, "127.0.0.1", 0)
-        self.smtp_port = self._smtp.sockets[0].getsockname()[1]
 
-    async def _stop(self) -> None:
-        if self._smtp is not None:
-            self._smtp.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+async def _greet(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An SMTP server whose greeting carries markup."""
+    writer.write(f"421 4.3.2 {SCRIPT} try later\r\n".encode())
+    await writer.drain()
 
-    def __enter__(self) -> EvilProvider:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+@contextlib.contextmanager
+def evil_provider() -> Iterator[EvilProvider]:
+    """The hostile HTTP API and SMTP server, on a background loop."""
+    app = web.Application()
+    app.router.add_get("/account", _api)
+    with LoopThread() as thread:
+        http_port = thread.enter(serve_app(app))
+        smtp = thread.enter(raw_server(_greet))
+        yield EvilProvider(http_port, smtp.port)
 
 
 def _config(provider: EvilProvider, port: int) -> dict[str, Any]:
@@ -153,11 +139,11 @@ def _no_secret(channel: str, data: bytes) -> None:
 def test_secrets_absent_from_every_output_channel(tmp_path: Path, secret_env: None) -> None:
     """With a provider echoing credentials, no secret value reaches logs, metrics, API answers,
     the status page, evidence in every format, the store file or error text; markup is escaped."""
-    with EvilProvider() as provider:
+    with evil_provider() as provider:
         port = free_port()
         write_config(tmp_path, _config(provider, port))
         daemon = Daemon(tmp_path, port)
-        # The harness gives the daemon E2E_TOKEN; this config reads SEC_TOKEN from os.environ.
+        # The daemon inherits the secrets from this process's environment (secret_env).
         daemon.start()
         try:
             incident = wait_for(
@@ -201,13 +187,12 @@ def test_secrets_absent_from_every_output_channel(tmp_path: Path, secret_env: No
                     assert hostile.encode() not in page
             assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in evidence_html
             assert html.escape(TICKET).encode() in evidence_html
-            cli = subprocess.run(
-                [sys.executable, "-m", "slawatch.cli", "evidence", incident["id"], "--config",
-                 "slawatch.yaml", "--format", "md"],
-                cwd=tmp_path, capture_output=True, check=False,
+            cli = run_slawatch(
+                "evidence", incident["id"], "--config", "slawatch.yaml", "--format", "md",
+                cwd=tmp_path,
             )  # fmt: skip
             assert cli.returncode == 0, cli.stderr
-            _no_secret("slawatch evidence", cli.stdout + cli.stderr)
+            _no_secret("slawatch evidence", (cli.stdout + cli.stderr).encode())
         finally:
             daemon.stop()
         _no_secret("the log", daemon.log.read_bytes())
@@ -221,16 +206,10 @@ def test_config_errors_do_not_quote_secrets(tmp_path: Path) -> None:
         "services:\n  - name: mail\n    api:\n"
         '      - {name: a, url: "http://127.0.0.1:1/", timeout: "${SEC_API_KEY}", rate: "${SEC_API_KEY}"}\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", "check-config", "bad.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        env={**os.environ, **SECRETS, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
+    done = run_slawatch("check-config", "bad.yaml", cwd=tmp_path, env=SECRETS)
     assert done.returncode == 2
-    assert b"bad.yaml: services[0].api[0].timeout: invalid duration '[redacted]'" in done.stderr
-    _no_secret("a config error", done.stderr)
+    assert "bad.yaml: services[0].api[0].timeout: invalid duration '[redacted]'" in done.stderr
+    _no_secret("a config error", done.stderr.encode())
 
 
 @pytest.mark.parametrize(
@@ -253,7 +232,9 @@ def test_is_loopback(listen: str, loopback: bool) -> None:
 
 
 def _core(tmp_path: Path, server: dict[str, str]) -> DaemonCore:
-    loaded = loaded_config({"server": server, "services": [{"name": "mail"}]}, tmp_path)
+    loaded = config_from_yaml(
+        {"server": server, "services": [{"name": "mail"}]}, path=tmp_path / "slawatch.yaml"
+    )
     return DaemonCore(
         loaded, clock=ManualClock(), registry=CollectorRegistry(), store=MemoryStore()
     )

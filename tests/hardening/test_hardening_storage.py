@@ -6,16 +6,18 @@ import itertools
 import re
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, ProviderThread, daemon_config, free_port, wait_for, write_config
-from hardening_helpers import ROOT, fill, tmpfs
 
 from config.timetext import parse_time
 from incidents.sqlite_store import SqliteStore
 from incidents.store import Batch
+from tests.hardening.hardening_helpers import fill, tmpfs
+from tests.support.cli import run_slawatch
+from tests.support.daemon import wait_for
+from tests.support.provider import provider_daemon, provider_thread
+from tests.support.servers import free_port
 
 REFUSED = "store refuses writes; keeping batches in memory"
 
@@ -35,12 +37,9 @@ def _contiguous(store: SqliteStore, channel: str, first: int, last: int) -> None
 def test_disk_full_keeps_probing_then_catches_up(tmp_path: Path) -> None:
     """A full store disk: probing and /metrics go on, /readyz says 503 with the error, one
     error line (not one a second); once space is freed the buffered incident is committed."""
-    with tmpfs(tmp_path / "disk", size="2m") as disk, ProviderThread() as provider:
-        port = free_port()
-        config = daemon_config(provider, port)
-        config["storage"] = {"path": str(disk / "store.db")}
-        write_config(tmp_path, config)
-        daemon = Daemon(tmp_path, port)
+    with tmpfs(tmp_path / "disk", size="2m") as disk, provider_thread() as provider:
+        storage = {"path": str(disk / "store.db")}
+        daemon = provider_daemon(tmp_path, provider, extra={"storage": storage})
         daemon.start()
         try:
             filler = fill(disk)
@@ -152,14 +151,7 @@ def test_damaged_store_at_start_is_one_clear_line(
         f'server: {{listen: "127.0.0.1:{free_port()}"}}\n'
         "storage: {path: store.db}\nservices:\n  - name: mail\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    done = run_slawatch("run", "--config", str(config), cwd=tmp_path, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
@@ -179,14 +171,7 @@ def test_read_only_store_at_start_is_one_clear_line(tmp_path: Path) -> None:
             f'server: {{listen: "127.0.0.1:{free_port()}"}}\n'
             f"storage: {{path: {disk / 'store.db'}}}\nservices:\n  - name: mail\n"
         )
-        done = subprocess.run(
-            [sys.executable, "-m", "slawatch.cli", "run", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=ROOT,
-        )
+        done = run_slawatch("run", "--config", str(config), cwd=tmp_path, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()

@@ -1,4 +1,12 @@
-"""Scripted timelines for the incidents tests: one character a second, as attempt log lines."""
+"""Scripted timelines for the incidents tests: the tests' one notation, as attempt log lines.
+
+A timeline (``tests.support.timeline``) is the service ``bird``'s API, one character a
+second: each of the second's outcomes is one attempt of the ``send`` target (two in a
+partial second), and SMTP's ``inject`` target answers once in every second that has
+attempts. So ``x`` is an API timeout (HTTP 504, carrying the secret) beside a working SMTP,
+and the service is unavailable. Run as ``python -m tests.incidents.incidents_timeline`` it
+is the writer process of the crash tests.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-# 2026-11-02T10:00:00Z, a Monday in US Eastern business hours.
-T0 = 1_793_613_600
+from probe.attempt import Outcome
+from tests.support.timeline import BUSINESS_T0 as T0
+from tests.support.timeline import SECONDS, expand
 
 CONFIG = """\
 prober: {id: eu-1}
@@ -26,10 +35,16 @@ services:
 SECRET = "sk-live-0123456789abcdef"
 ENV = {"BIRD_KEY": SECRET}
 
-# Second characters: what the API and SMTP probes saw in that second.
-#   .  both ok            x  API timed out (HTTP 504, carrying the secret), SMTP ok
-#   X  both failed        p  API: one timeout and one ok        ?  no attempts at all
-OUTAGE = "." * 200 + "x" * 90 + "." * 150
+OUTAGE = expand("200. 90x 150.")
+# What an API attempt of each outcome took and said.
+API_ANSWERS: dict[Outcome, tuple[float, str]] = {
+    Outcome.OK: (0.12, "200"),
+    Outcome.TIMEOUT: (10.0, f"504 gateway timeout key={SECRET}"),
+    Outcome.SERVER_ERROR: (0.3, "503 service unavailable"),
+    Outcome.CLIENT_ERROR: (0.1, "404 not found"),
+    Outcome.RATE_LIMITED: (0.1, "429 too many requests"),
+    Outcome.PROBE_ERROR: (0.0, "bug in the probe"),
+}
 
 
 def write_config(folder: Path, text: str = CONFIG) -> Path:
@@ -42,17 +57,18 @@ def write_config(folder: Path, text: str = CONFIG) -> Path:
 def _line(
     channel: str, target: str, at: float, outcome: str, *, duration: float, detail: str
 ) -> str:
-    record = {
-        "service": "bird",
-        "channel": channel,
-        "target": target,
+    record = {"service": "bird", "channel": channel, "target": target}
+    return json.dumps(record | _fields(at, outcome, duration, detail))
+
+
+def _fields(at: float, outcome: str, duration: float, detail: str) -> dict[str, object]:
+    return {
         "prober": "eu-1",
         "started_at": _stamp(at),
         "outcome": outcome,
         "duration_s": duration,
         "detail": detail,
     }
-    return json.dumps(record)
 
 
 def _stamp(at: float) -> str:
@@ -64,40 +80,19 @@ def _stamp(at: float) -> str:
 def attempt_lines(timeline: str, start: int = T0) -> list[str]:
     """Attempt log lines (in start order) for a timeline of second characters."""
     lines: list[str] = []
-    for offset, char in enumerate(timeline):
-        second = start + offset
-        if char == "?":
-            continue
-        if char in "xXp":
-            lines.append(
-                _line(
-                    "api",
-                    "send",
-                    second + 0.25,
-                    "timeout",
-                    duration=10.0,
-                    detail=f"504 gateway timeout key={SECRET}",
+    for offset, char in enumerate(expand(timeline)):
+        second, seen = start + offset, SECONDS[char]
+        if seen.control_failed:
+            record = {"service": "_control", "channel": "control", "target": "gw"}
+            lines.append(json.dumps(record | _fields(second + 0.1, "timeout", 1.0, "")))
+        for index, outcome in enumerate(seen.outcomes):
+            duration, detail = API_ANSWERS[outcome]
+            at = second + 0.25 + 0.5 * index
+            lines.append(_line("api", "send", at, outcome, duration=duration, detail=detail))
+            if index == 0:
+                lines.append(
+                    _line("smtp", "inject", second + 0.5, "ok", duration=0.05, detail="250 ok")
                 )
-            )
-        else:
-            lines.append(_line("api", "send", second + 0.25, "ok", duration=0.12, detail="200"))
-        if char == "p":
-            lines.append(_line("api", "send", second + 0.75, "ok", duration=0.2, detail="200"))
-        if char == "X":
-            lines.append(
-                _line(
-                    "smtp",
-                    "inject",
-                    second + 0.5,
-                    "server_error",
-                    duration=0.5,
-                    detail="421 4.3.0 try later",
-                )
-            )
-        else:
-            lines.append(
-                _line("smtp", "inject", second + 0.5, "ok", duration=0.05, detail="250 ok")
-            )
     return lines
 
 
@@ -125,6 +120,7 @@ def write_stream(
     from incidents.sqlite_store import SqliteStore
     from probe.attempt import attempt_from_json
 
+    timeline = expand(timeline)
     loaded = load_config(config, ENV)
     classifier = Classifier.from_config(loaded.config, loaded.catalog, horizon=0)
     recorder = Recorder.from_config(loaded)
@@ -156,8 +152,13 @@ def write_stream(
                 time.sleep(delay)
 
 
+def writer_command(config: Path, store: Path, timeline: str, *options: str) -> list[str]:
+    """The command line of the writer process (run it in :data:`ROOT`)."""
+    return [sys.executable, "-m", __name__, str(config), str(store), timeline, *options]
+
+
 def main(argv: list[str]) -> None:
-    """``python incidents_timeline.py CONFIG STORE TIMELINE [--delay S] [--stop FILE]``."""
+    """``python -m tests.incidents.incidents_timeline CONFIG STORE TIMELINE [--delay S] [--stop FILE]``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("config", type=Path)
     parser.add_argument("store", type=Path)

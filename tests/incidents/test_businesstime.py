@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config import load_catalog
 from config.timetext import format_time, parse_time
 from sla.businesstime import (
     Pause,
@@ -18,15 +17,13 @@ from sla.businesstime import (
     merge_pauses,
     signed_business_time,
 )
-from sla.calendar import Calendar
+from tests.support.configs import shipped_calendar
 
 HOUR = 3600.0
 
 
-@cache
-def shipped(name: str) -> Calendar:
-    """A shipped calendar, built once per test session."""
-    return Calendar.from_config(name, load_catalog().calendars[name])
+# A shipped calendar, built once per test session.
+shipped = cache(shipped_calendar)
 
 
 def t(text: str) -> float:

@@ -13,11 +13,7 @@ from config import load_catalog
 from config.model import CalendarConfig
 from config.timetext import format_time, parse_time
 from sla.calendar import Calendar, CalendarError, always_open, calendars_from
-
-
-def shipped(name: str) -> Calendar:
-    """A fresh calendar from the shipped catalog."""
-    return Calendar.from_config(name, load_catalog().calendars[name])
+from tests.support.configs import shipped_calendar
 
 
 def shown(windows: list[tuple[float, float]]) -> list[tuple[str, str]]:
@@ -68,7 +64,7 @@ def shown(windows: list[tuple[float, float]]) -> list[tuple[str, str]]:
 )
 def test_windows_on(calendar: str, day: date, expected: list[tuple[str, str]]) -> None:
     """Local working hours become UTC intervals; weekends and holidays have none."""
-    assert shown(shipped(calendar).windows_on(day)) == expected
+    assert shown(shipped_calendar(calendar).windows_on(day)) == expected
 
 
 @pytest.mark.parametrize(
@@ -135,19 +131,19 @@ def test_observed_false_keeps_holidays_on_their_day() -> None:
     )
     calendar = Calendar.from_config("bank", config)
     assert not calendar.is_holiday(date(2026, 7, 3))
-    assert shipped("us-eastern").is_holiday(date(2026, 7, 3))
+    assert shipped_calendar("us-eastern").is_holiday(date(2026, 7, 3))
 
 
 def test_holidays_are_cached_per_calendar() -> None:
     """The same year's set is returned again without regenerating it."""
-    calendar = shipped("uk")
+    calendar = shipped_calendar("uk")
     assert calendar.holidays(2026) is calendar.holidays(2026)
     assert date(2026, 12, 28) in calendar.holidays(2026)
 
 
 def test_windows_from_clips_the_first_window() -> None:
     """The walk starts at the given instant, inside or between windows."""
-    calendar = shipped("us-eastern")
+    calendar = shipped_calendar("us-eastern")
     windows = list(islice(calendar.windows_from(parse_time("2026-11-20T20:00:00Z")), 2))
     assert shown(windows) == [
         ("2026-11-20T20:00:00Z", "2026-11-20T22:00:00Z"),
@@ -157,14 +153,14 @@ def test_windows_from_clips_the_first_window() -> None:
 
 def test_local_date_uses_the_time_zone() -> None:
     """An instant's local date can differ from its UTC date."""
-    assert shipped("us-pacific").local_date(parse_time("2026-11-17T03:00:00Z")) == date(
+    assert shipped_calendar("us-pacific").local_date(parse_time("2026-11-17T03:00:00Z")) == date(
         2026, 11, 16
     )
 
 
 def test_snapshot_round_trips_through_json() -> None:
     """A snapshot is JSON-able and rebuilds a calendar with the same snapshot."""
-    calendar = shipped("uk")
+    calendar = shipped_calendar("uk")
     snapshot = calendar.snapshot(2026, 2027)
     rebuilt = Calendar.from_snapshot(json.loads(json.dumps(snapshot)))
     assert rebuilt.snapshot(2026, 2027) == snapshot
@@ -176,7 +172,7 @@ def test_snapshot_round_trips_through_json() -> None:
 
 def test_snapshot_years_are_frozen_and_others_generated() -> None:
     """Inside its years a snapshot's list wins; outside them the source generates holidays."""
-    snapshot = shipped("us-eastern").snapshot(2026, 2026)
+    snapshot = shipped_calendar("us-eastern").snapshot(2026, 2026)
     snapshot["holidays"]["dates"] = ["2026-11-27"]
     calendar = Calendar.from_snapshot(snapshot)
     assert calendar.is_holiday(date(2026, 11, 27))
@@ -192,7 +188,7 @@ def test_snapshot_without_source() -> None:
 
 
 def _broken(change: dict[str, Any]) -> dict[str, Any]:
-    snapshot = shipped("us-eastern").snapshot(2026, 2026)
+    snapshot = shipped_calendar("us-eastern").snapshot(2026, 2026)
     for key, value in change.items():
         if key.startswith("holidays."):
             snapshot["holidays"][key.removeprefix("holidays.")] = value
@@ -244,7 +240,7 @@ def test_bad_weekly_windows(weekly: dict[int, list[tuple[int, int]]], message: s
 def test_snapshot_years_must_not_run_backwards() -> None:
     """Asking for a snapshot of an empty year range is an error."""
     with pytest.raises(CalendarError, match="run backwards"):
-        shipped("uk").snapshot(2027, 2026)
+        shipped_calendar("uk").snapshot(2027, 2026)
 
 
 def test_calendars_from_builds_every_catalog_calendar() -> None:

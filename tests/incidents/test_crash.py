@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-import incidents_timeline
 import pytest
-from incidents_timeline import ENV, T0, write_config
 
+from classifier.verdict import Verdict
 from config import load_config
 from incidents.lifecycle import incident_clocks
 from incidents.sqlite_store import SqliteStore
+from tests.incidents.incidents_timeline import ENV, T0, write_config, writer_command
+from tests.support.paths import ROOT
+from tests.support.timeline import VERDICT_CHAR, expand
 
 # An outage long enough to open (10th bad second), upgrade (60th) and restore (120 ok).
-TIMELINE = "." * 60 + "x" * 100 + "." * 140
-WRITER = Path(incidents_timeline.__file__)
+TIMELINE = expand("60. 100x 140.")
 
 
 def _writer(config: Path, store: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(WRITER), str(config), str(store), TIMELINE, "--delay", "0.004"],
+        writer_command(config, store, TIMELINE, "--delay", "0.004"),
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -31,7 +32,8 @@ def _writer(config: Path, store: Path) -> subprocess.Popen[str]:
 
 def _run_to_end(config: Path, store: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(WRITER), str(config), str(store), TIMELINE],
+        writer_command(config, store, TIMELINE),
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
@@ -41,12 +43,12 @@ def _run_to_end(config: Path, store: Path) -> None:
 
 
 def _covered(store: SqliteStore, channel: str) -> str:
-    """The channel's verdicts second by second from T0, as timeline characters ('|' at a gap)."""
+    """The channel's verdicts second by second from T0, as a timeline ('|' at a gap)."""
     out, expected_first = [], T0
     for run in store.runs("bird", channel, 0, 2 * T0):
         if run.first != expected_first:
             out.append("|")
-        out.append({"available": ".", "unavailable": "x"}.get(run.verdict, "?") * run.seconds)
+        out.append(VERDICT_CHAR[Verdict(run.verdict)] * run.seconds)
         expected_first = run.last + 1
     return "".join(out)
 

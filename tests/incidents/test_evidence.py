@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
-from ci_tools import require_tool
-from incidents_timeline import ENV, OUTAGE, SECRET, write_attempts, write_config
 
 from incidents.evidence import FORMATS, GENESIS, EvidenceError, chain_digest, render, seal, verify
+from tests.incidents.incidents_timeline import ENV, OUTAGE, SECRET, write_attempts, write_config
+from tests.support.ci_tools import require_tool
+from tests.support.cli import run_slawatch
 
 INCIDENT = "bird-20261102T100320Z"
 
 
 def slawatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the real command line in a subprocess."""
-    env = {**os.environ, **ENV}
-    return subprocess.run(
-        [sys.executable, "-m", "slawatch.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """Run the real command line in a subprocess, with the timeline's environment."""
+    return run_slawatch(*args, cwd=cwd, env=ENV)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from incidents_timeline import CONFIG, ENV, T0, write_config
 
 from classifier.signals import Opened, Reopened, Restored, Upgraded
 from classifier.verdict import SecondVerdict, Verdict
@@ -24,6 +23,7 @@ from incidents.model import EventRecord, Incident
 from incidents.recorder import Recorder
 from probe.attempt import Attempt, Channel, Outcome
 from sla.terms import freeze_terms
+from tests.incidents.incidents_timeline import CONFIG, ENV, T0, write_config
 
 
 @pytest.fixture

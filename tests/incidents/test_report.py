@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from incidents_timeline import ENV, write_config
 
 from classifier.signals import Opened, Restored, Upgraded
 from config import load_config
@@ -19,6 +15,8 @@ from incidents.report import ReportError, build_report, figures, month_range, re
 from incidents.sqlite_store import SqliteStore
 from incidents.store import Batch
 from sla.terms import freeze_terms
+from tests.incidents.incidents_timeline import ENV, write_config
+from tests.support.cli import run_slawatch
 
 NOV = 1_793_491_200  # 2026-11-01T00:00:00Z
 DEC = NOV + 30 * 86_400
@@ -81,28 +79,10 @@ def test_month_report_gives_the_exact_availability(folder: Path) -> None:
     availability = (2,581,200 - 1,800) / 2,581,200 = 71650/717 % = 99.930265 %
     budget at 99.9 % = floor(2,581,200 x 0.1 %) = floor(2,581.2) = 2,581 s; 781 s remain.
     """
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slawatch.cli",
-            "report",
-            "--config",
-            "slawatch.yaml",
-            "--service",
-            "bird",
-            "--month",
-            "2026-11",
-            "--format",
-            "json",
-        ],
-        cwd=folder,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_slawatch(
+        "report", "--config", "slawatch.yaml", "--service", "bird", "--month", "2026-11",
+        "--format", "json", cwd=folder, env=ENV,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["from"], report["to"], report["seconds"]) == (
@@ -232,40 +212,16 @@ def test_bad_month(month: str) -> None:
 
 def test_range_report_on_the_cli_and_bad_input(folder: Path) -> None:
     """--from/--to picks any range; an unknown service is bad input (exit 2)."""
-    env = {**os.environ, **ENV}
-    base = [sys.executable, "-m", "slawatch.cli", "report", "--config", "slawatch.yaml"]
-    done = subprocess.run(
-        [
-            *base,
-            "--service",
-            "bird",
-            "--from",
-            "2026-11-20T09:00:00Z",
-            "--to",
-            "2026-11-20T11:00:00Z",
-            "--format",
-            "json",
-        ],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    base = ("report", "--config", "slawatch.yaml")
+    done = run_slawatch(
+        *base, "--service", "bird", "--from", "2026-11-20T09:00:00Z", "--to",
+        "2026-11-20T11:00:00Z", "--format", "json", cwd=folder, env=ENV,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (
         json.loads(done.stdout)["combined"]["availability_percent_exact"] == "75"
     )  # 1,800 of 7,200 s unavailable
-    bad = subprocess.run(
-        [*base, "--service", "nope", "--month", "2026-11"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    bad = run_slawatch(*base, "--service", "nope", "--month", "2026-11", cwd=folder, env=ENV)
     assert (bad.returncode, bad.stderr.strip()) == (
         2,
         "--service: unknown service 'nope' (known: bird)",

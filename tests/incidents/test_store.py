@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from classifier.signals import Opened, Reopened, Restored, Upgraded
 from incidents.lifecycle import LifecycleError, signal_event, user_event
-from incidents.memory_store import MemoryStore
 from incidents.model import Run, SlaTerms
 from incidents.sqlite_store import SCHEMA_VERSION, SqliteStore, store_path
 from incidents.store import Batch, IncidentStore, StoreError
@@ -21,16 +19,6 @@ TERMS = SlaTerms(
     names={"1": "Critical Issue", "2": "Non-Critical Issue", "3": "Non-Critical Issue"}
 )
 ZERO = (0,) * 9
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentStore]:
-    """Each store implementation, fresh."""
-    made: IncidentStore = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
-    )
-    yield made
-    made.close()
 
 
 def opened(incident: str = "bird-1", started: int = T, severity: int = 2) -> Opened:

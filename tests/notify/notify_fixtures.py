@@ -1,29 +1,27 @@
-"""Shared pieces of the notification tests: a config, an incident's story, a recording receiver."""
+"""Shared pieces of the notification tests: a config, an incident's story, a writer process.
+
+Run as ``python -m tests.notify.notify_fixtures STORE COUNT`` it is the writer that the
+restart tests kill.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from classifier.signals import Opened, Reopened, Restored, Upgraded
 from config import LoadedConfig
-from config.loader import load_config_text
 from incidents.lifecycle import signal_event, user_event
 from incidents.store import Batch, IncidentStore
 from notify.rules import NotifyRules
 from probe.clock import ManualClock
 from sla.terms import freeze_terms
 from slawatch.follower import EventFollower
+from tests.support.configs import config_from_yaml
+from tests.support.timeline import BUSINESS_T0 as T0
 
-# 2026-11-02T10:00:00Z, a Monday in US Eastern business hours.
-T0 = 1_793_613_600
 INCIDENT = "bird-1"
 SECRET = "hook-secret-0123456789"
 ROUTING_KEY = "pd-routing-key-abcdef"
@@ -39,6 +37,18 @@ EVENTS = (
     "prober_unhealthy",
 )
 
+# The notifications of :func:`story`, in the order it commits them.
+STORY = [
+    "opened",
+    "upgraded",
+    "clock_due",
+    "prober_unhealthy",
+    "clock_breached",
+    "restored",
+    "reopened",
+    "resolved",
+]
+
 CONFIG = """\
 prober: {{id: eu-1}}
 services:
@@ -52,8 +62,7 @@ notify:
 
 def config(channels: str, environ: dict[str, str] | None = None) -> LoadedConfig:
     """A loaded config with the ``bird`` service and the given ``notify:`` lines."""
-    text = CONFIG.format(channels=channels)
-    return load_config_text(text, "slawatch.yaml", environ or {})
+    return config_from_yaml(CONFIG.format(channels=channels), environ=environ)
 
 
 def http_channels(base: str) -> str:
@@ -116,62 +125,6 @@ def story(loaded: LoadedConfig, rules: NotifyRules, store: IncidentStore) -> Non
     commit(resolved)
 
 
-@dataclass
-class Received:
-    """One request a receiver got."""
-
-    path: str
-    headers: dict[str, str]
-    raw: bytes
-
-    @property
-    def body(self) -> Any:
-        """The JSON body."""
-        return json.loads(self.raw)
-
-
-Answer = Callable[[web.Request], Awaitable[int] | int]
-
-
-@dataclass
-class Receiver:
-    """A loopback HTTP receiver recording what it was sent and answering by ``answer``."""
-
-    answer: Answer = lambda _request: 200
-    got: list[Received] = field(default_factory=list)
-    tries: list[Received] = field(default_factory=list)
-    # Set whenever a request is delivered, so tests can wait for arrivals without polling.
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def until(self, count: int) -> None:
-        """Return once ``count`` requests have been delivered."""
-        while len(self.got) < count:
-            self.arrived.clear()
-            await self.arrived.wait()
-
-    def app(self) -> web.Application:
-        """The aiohttp application (any POST path)."""
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        return app
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        item = Received(request.path, dict(request.headers), raw)
-        self.tries.append(item)
-        status = self.answer(request)
-        if not isinstance(status, int):
-            status = await status
-        if 200 <= status < 300:
-            self.got.append(item)
-            self.arrived.set()
-        return web.Response(status=status, text="ok" if status < 300 else "down")
-
-    def paths(self, path: str) -> list[Received]:
-        """What was delivered to one path, in order."""
-        return [r for r in self.got if r.path == path]
-
-
 def zero_sleep(clock: ManualClock) -> Callable[[float], Awaitable[None]]:
     """Tenacity's sleep for tests: no real wait, the manual clock moves instead."""
 
@@ -181,7 +134,9 @@ def zero_sleep(clock: ManualClock) -> Callable[[float], Awaitable[None]]:
     return sleep
 
 
-WRITER = Path(__file__)
+def writer_command(store: Path, count: int) -> list[str]:
+    """The writer process: commits ``count`` notifications one batch at a time, then hangs."""
+    return [sys.executable, "-m", __name__, str(store), str(count)]
 
 
 def _write(store_path: str, count: int) -> None:

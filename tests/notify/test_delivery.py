@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import hashlib
 import hmac
 import json
-import socket
 import ssl
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +19,7 @@ import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from notify_fixtures import (
-    BASE_URL,
-    EVENTS,
-    INCIDENT,
-    ROUTING_KEY,
-    SECRET,
-    T0,
-    Receiver,
-    config,
-    http_channels,
-    story,
-    zero_sleep,
-)
 from prometheus_client import CollectorRegistry
 
 from incidents.memory_store import MemoryStore
@@ -48,18 +32,24 @@ from notify.worker import Notifier
 from probe.clock import ManualClock
 from slawatch import __version__
 from slawatch.metrics import Metrics
+from tests.notify.notify_fixtures import (
+    BASE_URL,
+    EVENTS,
+    INCIDENT,
+    ROUTING_KEY,
+    SECRET,
+    STORY,
+    T0,
+    config,
+    http_channels,
+    story,
+    zero_sleep,
+)
+from tests.support.cli import run_slawatch
+from tests.support.receiver import Receiver
+from tests.support.servers import free_port, serve_app, smtp_server
 
 Serve = Callable[[web.Application], Awaitable[TestServer]]
-ORDER = [
-    "opened",
-    "upgraded",
-    "clock_due",
-    "prober_unhealthy",
-    "clock_breached",
-    "restored",
-    "reopened",
-    "resolved",
-]
 
 
 @pytest.fixture
@@ -99,37 +89,20 @@ def _authenticator(
     return AuthResult(success=auth_data.password == b"mail-pw")
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A private certificate authority for the mail relay."""
-    return trustme.CA()
-
-
 @pytest.fixture
 def smtpd(ca: trustme.CA) -> Iterator[tuple[Sink, int]]:
     """An aiosmtpd relay on 127.0.0.1 with STARTTLS and AUTH; yields its sink and port."""
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
     sink = Sink()
-    controller = Controller(
+    with smtp_server(
         sink,
-        hostname="127.0.0.1",
-        port=_port(),
         server_hostname="relay.test",
         tls_context=server_tls,
         require_starttls=True,
         authenticator=_authenticator,
-    )
-    controller.start()
-    yield sink, controller.port
-    controller.stop()
+    ) as port:
+        yield sink, port
 
 
 @pytest.fixture
@@ -151,23 +124,10 @@ def email_channel(port: int, extra: str = "") -> str:
 
 def show(store: Path, *args: str) -> str:
     """``slawatch incidents show`` of the test incident, run as a user would."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slawatch.cli",
-            "incidents",
-            "show",
-            INCIDENT,
-            "--store",
-            str(store),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    done = run_slawatch(
+        "incidents", "show", INCIDENT, "--store", str(store), *args, cwd=store.parent
     )
+    assert done.returncode == 0, done.stderr
     return done.stdout
 
 
@@ -194,7 +154,7 @@ async def test_every_event_reaches_every_channel(
     await notifier.drain(store)
 
     hooks = receiver.paths("/hook")
-    assert [h.body["event"] for h in hooks] == ORDER
+    assert [h.body["event"] for h in hooks] == STORY
     for hook in hooks:
         body = hook.body
         assert set(body) >= {"event", "idempotency_key", "incident", "clocks", "links", "sent_at"}
@@ -289,21 +249,20 @@ async def test_receiver_down_for_30s_then_back(serve: Serve, outage: str) -> Non
     clock = ManualClock(T0 + 3000)
     back_at = clock.time() + 30
     receiver = Receiver(answer=lambda _r: 503 if clock.time() < back_at else 200)
-    started: list[web.AppRunner] = []
+    later = contextlib.AsyncExitStack()
+    started: list[bool] = []
     if outage == "503":
         base = await base_of(serve, receiver)
     else:
         receiver = Receiver()
-        port = _port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
         if outage == "refused" and clock.time() >= back_at and not started:
-            runner = web.AppRunner(receiver.app())
-            started.append(runner)  # before awaiting: the other channels sleep concurrently
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
+            started.append(True)  # before awaiting: the other channels sleep concurrently
+            await later.enter_async_context(serve_app(receiver.app(), port))
 
     loaded = config(http_channels(base))
     store = MemoryStore()
@@ -311,11 +270,8 @@ async def test_receiver_down_for_30s_then_back(serve: Serve, outage: str) -> Non
     queued = {
         name: [n.key for n in store.pending(name)] for name in ("hook", "chat", "pager", "am")
     }
-    try:
+    async with later:
         await Notifier(loaded.config.notify, clock=clock, sleep=sleep).drain(store)
-    finally:
-        for runner in started:
-            await runner.cleanup()
 
     assert clock.time() >= back_at
     keys = [r.headers["Idempotency-Key"] for r in receiver.got]
@@ -433,7 +389,7 @@ async def test_slow_channel_delays_no_other(serve: Serve) -> None:
         release.set()
         stop.set()
         await task
-    assert [r.body["event"] for r in fast.got] == ORDER
+    assert [r.body["event"] for r in fast.got] == STORY
 
 
 async def test_worker_wakes_on_commit_and_restarts_on_reload(serve: Serve) -> None:

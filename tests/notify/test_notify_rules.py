@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from notify_fixtures import BASE_URL, EVENTS, INCIDENT, T0, config, story
 
 from classifier.signals import Opened
 from config import LoadedConfig
@@ -18,16 +16,7 @@ from incidents.store import Batch, IncidentStore
 from notify.rules import NotifyRules
 from sla.terms import freeze_terms
 from slawatch.follower import EventFollower
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentStore]:
-    """Each store implementation, fresh."""
-    made: IncidentStore = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
-    )
-    yield made
-    made.close()
+from tests.notify.notify_fixtures import BASE_URL, EVENTS, INCIDENT, STORY, T0, config, story
 
 
 def rules_for(channels: str) -> tuple[NotifyRules, object]:
@@ -44,16 +33,7 @@ def test_every_event_type_is_queued_once(store: IncidentStore) -> None:
     rules = NotifyRules(loaded.config.notify, base_url=BASE_URL, prober="eu-1")
     story(loaded, rules, store)
     notes = store.pending("all")
-    assert [n.event for n in notes] == [
-        "opened",
-        "upgraded",
-        "clock_due",
-        "prober_unhealthy",
-        "clock_breached",
-        "restored",
-        "reopened",
-        "resolved",
-    ]
+    assert [n.event for n in notes] == STORY
     assert sorted({n.event for n in notes}) == sorted(EVENTS)
     assert len({n.key for n in notes}) == len(notes)
     assert all(n.document["idempotency_key"] == n.key for n in notes)

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from notify_fixtures import T0, WRITER, Receiver
 
 from config.model import WebhookNotify
 from incidents.sqlite_store import SqliteStore
 from notify.worker import Notifier
 from probe.clock import ManualClock
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.notify.notify_fixtures import T0, writer_command
+from tests.support.paths import ROOT
+from tests.support.receiver import Receiver
 
 
 def killed_writer(path: Path, kill_after: int) -> None:
     """Run the writer process until it reports ``kill_after`` commits, then SIGKILL it."""
     writer = subprocess.Popen(
-        [sys.executable, str(WRITER), str(path), "40"],
+        writer_command(path, 40),
+        cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert writer.stdout is not None
     assert writer.stdin is not None

@@ -1,14 +1,16 @@
-"""Shared fixtures of the probe tests: a probe context on the system clock."""
+"""Shared fixtures of the probe tests: a probe context on the system clock, a CA file."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
-from probe_servers import SECRET_ENV
+import trustme
 
 from probe.base import ProbeContext
 from probe.clock import SystemClock
+from tests.probe.probe_helpers import SECRET_ENV
 
 
 @pytest.fixture
@@ -16,3 +18,11 @@ async def context() -> AsyncIterator[ProbeContext]:
     """A probe context on the real clock, closed after the test."""
     async with ProbeContext(clock=SystemClock(), prober="test-1", secrets={SECRET_ENV}) as ctx:
         yield ctx
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """The CA certificate as a PEM file, as a user would configure it."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import resource
-import socket
 import typing
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from probe_servers import free_port, raw_server, table_matches_docstring
 
-from config.loader import load_config_text
 from config.model import Config, ControlTarget, ServiceConfig
 from config.secrets import REDACTED, Redactor
 from probe.attempt import Channel, Outcome
@@ -20,6 +16,9 @@ from probe.base import CONTROL_SERVICE, ProbeContext
 from probe.clock import SystemClock
 from probe.control import CONTROL_ERRORS, ControlProbe
 from probe.registry import PROBES, build_probes, probe_context
+from tests.probe.probe_helpers import no_free_descriptors, table_matches_docstring
+from tests.support.configs import config_from_yaml
+from tests.support.servers import free_port, raw_server
 
 
 async def _idle(reader: object, writer: object) -> None:
@@ -71,7 +70,7 @@ async def test_tcp_failures(
 ) -> None:
     """A failed connect maps to its row of the control table."""
     if address in ("refused", "deadline"):
-        port = await free_port()
+        port = free_port()
         address = f"127.0.0.1:{port}"
     probe = await run(context, tcp=address)
     budget = 0.0 if detail == "no connection in time" else 0.3
@@ -96,16 +95,10 @@ async def test_http_control_any_response_is_ok(
 
 async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
     """Out of file descriptors, the control check blames the prober, not the network."""
-    port = await free_port()
+    port = free_port()
     probe = await run(context, tcp=f"127.0.0.1:{port}")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with socket.socket() as spare:
-        lowest_free = spare.fileno()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-    try:
+    with no_free_descriptors():
         attempt = await probe.attempt(deadline=context.clock.monotonic() + 0.3)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert attempt.outcome is Outcome.PROBE_ERROR
     assert attempt.detail.startswith("local resources exhausted")
 
@@ -185,7 +178,7 @@ async def test_build_probes(
     services: set[str] | None, targets: set[str] | None, expected: list[tuple[str, str, str]]
 ) -> None:
     """Probes are built for every configured target, filtered by service and target name."""
-    loaded = load_config_text(CONFIG, "test.yaml", {"TOKEN": "tok-123"})
+    loaded = config_from_yaml(CONFIG, environ={"TOKEN": "tok-123"})
     async with probe_context(loaded, SystemClock()) as context:
         probes = build_probes(loaded.config, context, services=services, targets=targets)
         assert [(p.service, str(p.channel), p.target) for p in probes] == expected

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import resource
-import socket
 import ssl
-import struct
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from probe_servers import free_port, raw_server, table_matches_docstring
 
 from config.model import HttpTarget, TlsOptions
 from probe.attempt import Attempt, Channel, Outcome
 from probe.base import ProbeContext
 from probe.http import HTTP_ERRORS, HttpProbe
+from tests.probe.probe_helpers import no_free_descriptors, table_matches_docstring
+from tests.support.servers import free_port, hang_after_request, raw_server, read_request, reset
 
 TIMEOUT = 0.4
 
@@ -138,31 +135,23 @@ async def test_body(
     assert (attempt.outcome, attempt.detail) == (outcome, detail)
 
 
-async def _hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    await asyncio.sleep(5)
-
-
 async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    sock = writer.get_extra_info("socket")
-    # Linger 0: close() sends RST instead of FIN.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+    await read_request(reader)
+    reset(writer)
 
 
 async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
+    await read_request(reader)
 
 
 async def _short_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
+    await read_request(reader)
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
     await writer.drain()
 
 
 async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
+    await read_request(reader)
     writer.write(b"HTTP/1.1 abc not a status\r\n\r\n")
     await writer.drain()
 
@@ -177,7 +166,7 @@ async def _plaintext(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     ("handler", "outcome", "phase", "detail"),
     [
         pytest.param(
-            _hang,
+            hang_after_request,
             Outcome.TIMEOUT,
             "response",
             f"deadline passed after {TIMEOUT}s in response",
@@ -253,7 +242,7 @@ async def test_connection_modes(
 
 async def test_refused(context: ProbeContext) -> None:
     """A closed port is a connection error in the connect phase."""
-    port = await free_port()
+    port = free_port()
     attempt = await run(context, url=f"http://127.0.0.1:{port}/")
     assert (attempt.outcome, attempt.phase) == (Outcome.CONNECTION_ERROR, "connect")
     assert attempt.detail.startswith("connect failed in connect: ClientConnectorError")
@@ -268,16 +257,9 @@ async def test_unresolvable_name(context: ProbeContext) -> None:
 
 async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
     """Out of file descriptors, the prober reports its own fault, never the target's."""
-    port = await free_port()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # The next socket would take the lowest free descriptor: cap the limit just there.
-    with socket.socket() as spare:
-        lowest_free = spare.fileno()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-    try:
+    port = free_port()
+    with no_free_descriptors():
         attempt = await run(context, url=f"http://127.0.0.1:{port}/")
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert (attempt.outcome, attempt.phase) == (Outcome.PROBE_ERROR, "connect")
     assert attempt.detail.startswith("local resources exhausted in connect")
 
@@ -328,20 +310,6 @@ async def test_secrets_redacted(context: ProbeContext, app_server: TestServer) -
 
 
 # TLS ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A private certificate authority for the TLS cases."""
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    """The CA certificate as a PEM file, as a user would configure it."""
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 async def _tls_server(cert: trustme.LeafCert) -> TestServer:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-import resource
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from probe_servers import SECRET_ENV, free_port, raw_server, table_matches_docstring
 
 from config.model import OutcomeName, SmtpTarget, TlsOptions
 from probe.attempt import Attempt, Channel, Outcome
 from probe.base import ProbeContext
 from probe.smtp import SMTP_ERRORS, SmtpProbe, reply_outcome
+from tests.probe.probe_helpers import SECRET_ENV, no_free_descriptors, table_matches_docstring
+from tests.support.servers import (
+    CLOSE,
+    HANG,
+    STARTTLS_NOT_TLS,
+    free_port,
+    raw_server,
+    scripted_smtp,
+    smtp_server,
+)
 
 TIMEOUT = 0.4
 
@@ -36,13 +40,6 @@ async def run(
     target.setdefault("local_hostname", "probe.test")
     probe = SmtpProbe(SmtpTarget(**target), service="svc", context=context, replies=replies)
     return await probe.attempt(deadline=context.clock.monotonic() + probe.timeout)
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -79,25 +76,11 @@ def _authenticator(
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A private certificate authority for the TLS cases."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     """The servers' TLS context, with a certificate for 127.0.0.1 from the private CA."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     return context
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    """The CA certificate as a PEM file, as a user would configure it."""
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -109,33 +92,21 @@ def sink() -> Sink:
 @pytest.fixture(scope="module")
 def smtpd(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
     """An aiosmtpd server on 127.0.0.1 offering STARTTLS and AUTH; yields its port."""
-    controller = Controller(
+    with smtp_server(
         sink,
-        hostname="127.0.0.1",
-        port=_port(),
         server_hostname="smtp.test",
         tls_context=server_tls,
         authenticator=_authenticator,
         auth_require_tls=False,
-    )
-    controller.start()
-    yield controller.port
-    controller.stop()
+    ) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
 def smtpd_implicit(sink: Sink, server_tls: ssl.SSLContext) -> Iterator[int]:
     """An aiosmtpd server on 127.0.0.1 speaking TLS from the first byte; yields its port."""
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=_port(),
-        server_hostname="smtp.test",
-        ssl_context=server_tls,
-    )
-    controller.start()
-    yield controller.port
-    controller.stop()
+    with smtp_server(sink, server_hostname="smtp.test", ssl_context=server_tls) as port:
+        yield port
 
 
 @pytest.mark.parametrize(
@@ -233,56 +204,15 @@ async def test_rcpt_refused(context: ProbeContext, smtpd: int) -> None:
 
 # Raw scripted servers for the faults aiosmtpd will not commit -----------------------------
 
-EHLO = b"250-raw.test\r\n250 8BITMIME\r\n"
 EHLO_AUTH = b"250-raw.test\r\n250 AUTH PLAIN\r\n"
 EHLO_TLS = b"250-raw.test\r\n250 STARTTLS\r\n"
-HANG = b"hang"
-CLOSE = b"close"
-
-
-def scripted(greeting: bytes, **replies: bytes) -> Any:
-    """A handler that greets, then answers each verb from ``replies`` (or hangs, or closes)."""
-    script = {"EHLO": EHLO, "QUIT": b"221 Bye\r\n", **replies}
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reply = greeting
-        while True:
-            if reply == HANG:
-                await asyncio.sleep(5)
-                return
-            if reply == CLOSE:
-                return
-            writer.write(reply)
-            await writer.drain()
-            if reply == NOT_TLS:
-                return
-            if reply.startswith(b"220 go ahead"):
-                # Answer the client's TLS hello with plain text.
-                await reader.read(1)
-                reply = NOT_TLS
-                continue
-            words = (await reader.readline()).split()
-            if not words:
-                return
-            verb = words[0].decode().upper()
-            reply = script.get(verb, b"250 OK\r\n")
-            if verb == "QUIT":
-                writer.write(reply)
-                await writer.drain()
-                return
-
-    return handler
-
-
-NOT_TLS = b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4
-GREETING = b"220 raw.test ESMTP\r\n"
 
 
 @pytest.mark.parametrize(
     ("handler", "target", "outcome", "phase", "detail"),
     [
         pytest.param(
-            scripted(b"421 4.3.2 Service shutting down\r\n"),
+            scripted_smtp(b"421 4.3.2 Service shutting down\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "greeting",
@@ -290,7 +220,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="greeting-421",
         ),
         pytest.param(
-            scripted(b"554 5.3.2 No SMTP service here\r\n"),
+            scripted_smtp(b"554 5.3.2 No SMTP service here\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "greeting",
@@ -298,7 +228,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="greeting-554",
         ),
         pytest.param(
-            scripted(HANG),
+            scripted_smtp(HANG),
             {},
             Outcome.TIMEOUT,
             "greeting",
@@ -306,7 +236,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="never-greets",
         ),
         pytest.param(
-            scripted(CLOSE),
+            scripted_smtp(CLOSE),
             {},
             Outcome.CONNECTION_ERROR,
             "greeting",
@@ -314,7 +244,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="closed-before-greeting",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"451 4.3.0 Try again later\r\n"),
+            scripted_smtp(MAIL=b"451 4.3.0 Try again later\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "mail",
@@ -322,7 +252,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-451",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"452 4.3.1 Insufficient system storage\r\n"),
+            scripted_smtp(MAIL=b"452 4.3.1 Insufficient system storage\r\n"),
             {},
             Outcome.SERVER_ERROR,
             "mail",
@@ -330,7 +260,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-452",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"451 4.7.1 Rate limit exceeded\r\n"),
+            scripted_smtp(MAIL=b"451 4.7.1 Rate limit exceeded\r\n"),
             {},
             Outcome.RATE_LIMITED,
             "mail",
@@ -338,7 +268,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-451-rate-limited",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=b"554 5.7.1 Sender blocked\r\n"),
+            scripted_smtp(MAIL=b"554 5.7.1 Sender blocked\r\n"),
             {},
             Outcome.CLIENT_ERROR,
             "mail",
@@ -346,7 +276,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="mail-554",
         ),
         pytest.param(
-            scripted(GREETING, RCPT=b"550 5.1.1 No such user\r\n"),
+            scripted_smtp(RCPT=b"550 5.1.1 No such user\r\n"),
             {},
             Outcome.CLIENT_ERROR,
             "rcpt",
@@ -354,7 +284,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="rcpt-550",
         ),
         pytest.param(
-            scripted(GREETING, RCPT=HANG),
+            scripted_smtp(RCPT=HANG),
             {},
             Outcome.TIMEOUT,
             "rcpt",
@@ -362,7 +292,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="reply-slower-than-timeout",
         ),
         pytest.param(
-            scripted(GREETING, MAIL=CLOSE),
+            scripted_smtp(MAIL=CLOSE),
             {},
             Outcome.CONNECTION_ERROR,
             "mail",
@@ -370,7 +300,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="disconnect-mid-dialogue",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"tls": "starttls"},
             Outcome.TLS_ERROR,
             "starttls",
@@ -378,7 +308,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="starttls-not-offered",
         ),
         pytest.param(
-            scripted(GREETING, EHLO=EHLO_TLS, STARTTLS=b"454 4.7.0 TLS not available\r\n"),
+            scripted_smtp(EHLO=EHLO_TLS, STARTTLS=b"454 4.7.0 TLS not available\r\n"),
             {"tls": "starttls"},
             Outcome.SERVER_ERROR,
             "starttls",
@@ -386,7 +316,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="starttls-454",
         ),
         pytest.param(
-            scripted(GREETING, EHLO=EHLO_TLS, STARTTLS=b"220 go ahead\r\n"),
+            scripted_smtp(EHLO=EHLO_TLS, STARTTLS=STARTTLS_NOT_TLS),
             {"tls": "starttls"},
             Outcome.TLS_ERROR,
             "starttls",
@@ -394,7 +324,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="starttls-handshake-fails",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"tls": "implicit"},
             Outcome.TLS_ERROR,
             "connect",
@@ -402,7 +332,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="implicit-tls-not-tls",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"username": "u", "password": "p"},
             Outcome.CLIENT_ERROR,
             "auth",
@@ -410,7 +340,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="auth-not-offered",
         ),
         pytest.param(
-            scripted(GREETING, EHLO=EHLO_AUTH, AUTH=f"535 5.7.8 {SECRET_ENV} refused\r\n".encode()),
+            scripted_smtp(EHLO=EHLO_AUTH, AUTH=f"535 5.7.8 {SECRET_ENV} refused\r\n".encode()),
             {"username": "u", "password": SECRET_ENV},
             Outcome.CLIENT_ERROR,
             "auth",
@@ -418,7 +348,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="password-echo-redacted",
         ),
         pytest.param(
-            scripted(GREETING),
+            scripted_smtp(),
             {"mail_from": "prøbe@example.com"},
             Outcome.PROBE_ERROR,
             "mail",
@@ -426,7 +356,7 @@ GREETING = b"220 raw.test ESMTP\r\n"
             id="bug-is-probe-error",
         ),
         pytest.param(
-            scripted(GREETING, QUIT=CLOSE),
+            scripted_smtp(QUIT=CLOSE),
             {},
             Outcome.OK,
             "done",
@@ -453,7 +383,7 @@ async def test_raw_server_faults(
 
 async def test_greeting_override(context: ProbeContext) -> None:
     """A service's ``smtp_replies`` override the default mapping, phase-qualified first."""
-    async with raw_server(scripted(b"554 5.3.2 Go away\r\n")) as server:
+    async with raw_server(scripted_smtp(b"554 5.3.2 Go away\r\n")) as server:
         attempt = await run(context, {"554@greeting": "client_error"}, port=server.port)
     assert attempt.outcome is Outcome.CLIENT_ERROR
 
@@ -496,7 +426,7 @@ async def test_untrusted_certificate(
 
 async def test_refused(context: ProbeContext) -> None:
     """A closed port is a connection error in the connect phase."""
-    attempt = await run(context, port=await free_port())
+    attempt = await run(context, port=free_port())
     assert (attempt.outcome, attempt.phase) == (Outcome.CONNECTION_ERROR, "connect")
     assert attempt.detail.startswith("connect failed in connect: SMTPConnectError")
 
@@ -510,16 +440,9 @@ async def test_unresolvable_name(context: ProbeContext) -> None:
 
 async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
     """Out of file descriptors, the prober reports its own fault, never the target's."""
-    port = await free_port()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # The next socket would take the lowest free descriptor: cap the limit just there.
-    with socket.socket() as spare:
-        lowest_free = spare.fileno()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-    try:
+    port = free_port()
+    with no_free_descriptors():
         attempt = await run(context, port=port)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert (attempt.outcome, attempt.phase) == (Outcome.PROBE_ERROR, "connect")
     assert attempt.detail.startswith("local resources exhausted in connect")
 

@@ -12,14 +12,14 @@ import contextlib
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci_tools import missing
+from tests.support.ci_tools import missing
+from tests.support.servers import free_port
 
 # The Debian layout keeps the server binaries out of PATH, one folder per major version.
 _DEBIAN_ROOT = Path("/usr/lib/postgresql")
@@ -37,12 +37,6 @@ def _bindir() -> Path | None:
         if (candidate / "initdb").exists():
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -117,7 +111,7 @@ def pg_cluster() -> Iterator[PgCluster]:
     folder = Path(tempfile.mkdtemp(prefix="slawatch-pg-"))
     if as_user is not None:
         shutil.chown(folder, user=as_user)
-    cluster = PgCluster(folder=folder, port=_free_port(), bindir=bindir, as_user=as_user)
+    cluster = PgCluster(folder=folder, port=free_port(), bindir=bindir, as_user=as_user)
     try:
         cluster.run("initdb", "-D", str(folder / "data"), "--no-sync", "-A", "trust",
                     "-U", "postgres", "-E", "UTF8", "--locale=C")  # fmt: skip

@@ -1,0 +1,1 @@
+"""Classifier tests: verdicts, signals, replay."""

@@ -1,0 +1,1 @@
+"""Config loader tests and the invalid-config fixtures."""

@@ -1,0 +1,1 @@
+"""The daemon in process and as a subprocess, end to end."""

@@ -1,0 +1,1 @@
+"""Deployment assets: rules, dashboard, units, manifests, docs."""

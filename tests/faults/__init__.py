@@ -1,0 +1,1 @@
+"""Fault matrices: loopback servers and network namespaces."""

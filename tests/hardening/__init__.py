@@ -1,0 +1,1 @@
+"""Hardening: storage faults, crashes, hostile input, security."""

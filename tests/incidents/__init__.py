@@ -1,0 +1,1 @@
+"""Incident log, SLA time, evidence and report tests."""

@@ -1,0 +1,1 @@
+"""Notification rules, delivery and restart safety."""
