@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck docs pytest system-deps install clean
+.PHONY: run test lint typecheck docs pytest system-deps install clean screenshots
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,11 @@ pytest: $(STAMP) system-deps
 
 test: lint typecheck docs pytest
 
+# Refresh the page screenshots shown in docs/pages.md from the browser test's artifacts.
+screenshots: $(STAMP) system-deps
+	$(BIN)/pytest -q tests/daemon/test_pages_browser.py
+	mkdir -p docs/images
+	cp test-artifacts/pages/*.png docs/images/
+
 clean:
-	rm -rf $(VENV) build dist site *.egg-info .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) build dist site *.egg-info .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.* test-artifacts

@@ -6,6 +6,7 @@ import math
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 # RFC 3339 §5.6 date-time: ``T`` (or ``t``, or a space, which §5.6 allows by agreement)
 # between date and time, an optional fraction, and a required offset (``Z``, ``z`` or ±hh:mm).
@@ -62,3 +63,12 @@ def format_time(epoch: float, precision: int | None = None) -> str:
         frac = min(math.floor((epoch - whole) * scale + 1e-6), scale - 1)
         text += f".{frac:0{digits}d}"
     return text + "Z"
+
+
+def format_local(epoch: float, time_zone: str) -> str:
+    """UTC epoch seconds as RFC 3339 in a time zone's local time, with its offset.
+
+    Whole seconds, truncated like :func:`format_time`: ``2026-11-21T05:15:00-05:00``.
+    """
+    local = datetime.fromtimestamp(math.floor(epoch), ZoneInfo(time_zone))
+    return local.isoformat(timespec="seconds")

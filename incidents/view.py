@@ -6,13 +6,15 @@ The API, the CLI, the pages and the notifications all show an incident through
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from config.catalog import ClockName
+from config.timetext import format_local
 from incidents.lifecycle import incident_clocks
 from incidents.model import EventRecord, Incident
 from sla.clocks import ClockState
+from sla.terms import ALWAYS_OPEN
 
 
 def links(base_url: str, incident_id: str) -> dict[str, str]:
@@ -35,12 +37,38 @@ def clock_states(
         return {}, str(exc)
 
 
-def clocks_view(states: dict[ClockName, ClockState]) -> dict[str, Any]:
-    """Clock states as JSON, each with its deadline also as epoch seconds (for scripts)."""
-    return {
-        name: {**state.to_json(), "deadline_epoch": state.deadline}
-        for name, state in states.items()
-    }
+def clocks_view(
+    states: dict[ClockName, ClockState], zones: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Clock states as JSON, each deadline also as epoch seconds (for scripts) and local time.
+
+    ``zones`` maps calendar names to time zones; a clock's ``deadline_local`` is its
+    deadline in its calendar's zone (None without a deadline or a known zone).
+    """
+    zones = zones or {}
+    out: dict[str, Any] = {}
+    for name, state in states.items():
+        zone = zones.get(state.calendar)
+        local = None
+        if zone is not None and state.deadline is not None:
+            local = format_local(state.deadline, zone)
+        out[name] = {
+            **state.to_json(),
+            "deadline_epoch": state.deadline,
+            "time_zone": zone,
+            "deadline_local": local,
+        }
+    return out
+
+
+def calendar_zones(incident: Incident) -> dict[str, str]:
+    """The time zone of every calendar the incident's frozen terms hold."""
+    zones = {ALWAYS_OPEN: "UTC"}
+    for name, snapshot in incident.terms.calendars.items():
+        zone = snapshot.get("time_zone")
+        if isinstance(zone, str):
+            zones[name] = zone
+    return zones
 
 
 def incident_view(
@@ -54,7 +82,7 @@ def incident_view(
     """The incident's JSON with its clocks as of ``now``, links and (optionally) its events."""
     body = incident.to_json()
     states, error = clock_states(incident, events, now)
-    body["clocks"] = clocks_view(states)
+    body["clocks"] = clocks_view(states, calendar_zones(incident))
     if error:
         body["clocks_error"] = error
     if base_url is not None:

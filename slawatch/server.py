@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +11,17 @@ from aiohttp import web
 from config.model import ServerConfig
 
 log = logging.getLogger("slawatch.web")
+
+
+def is_loopback(listen: str) -> bool:
+    """True when ``host:port`` binds only loopback addresses."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def serve(app: web.Application, server: ServerConfig) -> Callable[[], Awaitable[None]]:

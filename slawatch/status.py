@@ -27,6 +27,8 @@ class Health:
     last_store_log: float = -math.inf
     pending_batches: int = 0
     stopping: bool = False
+    # (service, target) → the detail of its last attempt, while it fails by its own config.
+    misconfigured: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
-import ipaddress
 import json
 import logging
+import math
 import tempfile
+from html import escape
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -16,16 +17,40 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config import ConfigError
 from config.model import ServiceConfig
-from config.timetext import TimeTextError, format_time, parse_time
+from config.timetext import TimeTextError, parse_time
 from incidents.evidence import evidence_source, write_evidence
 from incidents.lifecycle import LifecycleError, fold, user_event
-from incidents.model import EventRecord, Incident
+from incidents.model import EventRecord
+from incidents.report import ReportError, month_range, render_csv, report_for
 from incidents.signing import load_signer
 from incidents.store import StoreError
 from incidents.view import incident_view
 from probe.attempt import AttemptFormatError
-from slawatch import __version__
+from slawatch import __version__, pagedata
 from slawatch.daemon import Daemon
+from slawatch.incidentpage import render_incident_page
+from slawatch.pagedata import (
+    INCIDENTS_PER_PAGE,
+    MAX_TIMELINE_S,
+    RECENT_SHOWN,
+    PageError,
+    incident_document,
+    incident_views,
+    last_second,
+    month_json,
+    month_of,
+    month_reports,
+    page_number,
+    page_of,
+    pages,
+    reports_document,
+    service_json,
+    sort_newest,
+    status_document,
+    status_window,
+)
+from slawatch.reportspage import render_reports_page
+from slawatch.server import is_loopback
 from slawatch.status import HEALTHY_LAG_S
 from slawatch.statuspage import render_status_page
 
@@ -37,17 +62,6 @@ MAX_BODY = 64 * 1024
 EVIDENCE_CHUNK = 256 * 1024
 
 
-def is_loopback(listen: str) -> bool:
-    """True when ``host:port`` binds only loopback addresses."""
-    host = listen.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make_app(daemon: Daemon) -> web.Application:
     """The aiohttp application of the daemon's endpoints (DESIGN.md §9)."""
     app = web.Application(client_max_size=MAX_BODY)
@@ -56,7 +70,14 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", status_page)
+    app.router.add_get("/incidents/{id}", incident_page)
+    app.router.add_get("/reports", reports_page)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/probers", probers)
+    app.router.add_get("/api/v1/reports", reports)
     app.router.add_get("/api/v1/services", services)
+    app.router.add_get("/api/v1/services/{name}/timeline", service_timeline)
+    app.router.add_get("/api/v1/services/{name}/availability", service_availability)
     app.router.add_get("/api/v1/incidents", incidents)
     app.router.add_get("/api/v1/incidents/{id}", incident)
     app.router.add_get("/api/v1/incidents/{id}/evidence", evidence)
@@ -114,66 +135,39 @@ async def readyz(request: web.Request) -> web.Response:
     return _json(body, 200 if ready else 503)
 
 
-def _service_json(daemon: Daemon, service: ServiceConfig) -> dict[str, Any]:
-    channels = daemon.status.of(service.name)
-    open_ids = [
-        kept.incident.id
-        for kept in daemon.follower.open.values()
-        if kept.incident.service == service.name
-    ]
-    return {
-        "name": service.name,
-        "environment": service.environment,
-        "policy": service.sla.policy,
-        "calendar": service.sla.calendar,
-        "channels": {
-            name: {
-                "verdict": status.verdict,
-                "second": None if status.second is None else format_time(status.second),
-                "streak_s": status.streak,
-            }
-            for name, status in channels.items()
-        },
-        "open_incident": open_ids[-1] if open_ids else None,
-    }
-
-
 async def services(request: web.Request) -> web.Response:
     """Per service and channel: last final verdict, current streak, open incident."""
     daemon = request.app[DAEMON]
-    return _json({"services": [_service_json(daemon, s) for s in daemon.loaded.config.services]})
-
-
-def _incident_json(
-    daemon: Daemon, incident: Incident, events: list[EventRecord], now: float
-) -> dict[str, Any]:
-    return incident_view(incident, events, now, base_url=daemon.loaded.config.server.base_url)
-
-
-async def _load(
-    daemon: Daemon, state: str | None, limit: int | None = None
-) -> list[dict[str, Any]]:
-    store = daemon.store
-    if store is None:
-        raise web.HTTPServiceUnavailable(text="store not open")
-    now = daemon.clock.time()
-    found = await daemon.read(lambda: store.incidents(state=state))
-    # The store lists oldest first; the API and the page show the newest first.
-    found.sort(key=lambda item: (item.started_at, item.id), reverse=True)
-    out = []
-    for item in found[:limit]:
-        events = await daemon.read(store.events, item.id)
-        out.append(_incident_json(daemon, item, events, now))
-    return out
+    return _json({"services": [service_json(daemon, s) for s in daemon.loaded.config.services]})
 
 
 async def incidents(request: web.Request) -> web.Response:
-    """Incidents, newest first; ``?state=open|restored|resolved`` filters."""
+    """Incidents, newest first; ``?state=open|restored|resolved`` filters, ``?page=N`` pages."""
     state = request.query.get("state")
     if state not in (None, "open", "restored", "resolved", "all"):
         return _error(400, "state must be open, restored, resolved or all")
     daemon = request.app[DAEMON]
-    return _json({"incidents": await _load(daemon, None if state == "all" else state)})
+    store = daemon.store
+    if store is None:
+        return _error(503, "store not open")
+    wanted = None if state == "all" else state
+    found = sort_newest(await daemon.read(lambda: store.incidents(state=wanted)))
+    now = daemon.clock.time()
+    if "page" not in request.query:
+        return _json({"incidents": await incident_views(daemon, found, now)})
+    try:
+        page = page_number(request.query["page"])
+        shown = page_of(found, page, INCIDENTS_PER_PAGE)
+    except PageError as exc:
+        return _error(400, str(exc))
+    return _json(
+        {
+            "incidents": await incident_views(daemon, shown, now),
+            "page": page,
+            "pages": pages(len(found), INCIDENTS_PER_PAGE),
+            "total": len(found),
+        }
+    )
 
 
 async def incident(request: web.Request) -> web.Response:
@@ -337,14 +331,196 @@ async def post_event(request: web.Request) -> web.Response:
         _abort(503, str(exc))
     kept = daemon.follower.open.get(updated.id)
     events = kept.events if kept is not None else await daemon.read(store.events, updated.id)
-    return _json(_incident_json(daemon, updated, events, now), 201)
+    base = daemon.loaded.config.server.base_url
+    return _json(incident_view(updated, events, now, base_url=base), 201)
+
+
+def _page(text: str, status: int = 200) -> web.Response:
+    response = web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+    # A page is an hour of cells per channel: compressed it is a tenth of the size.
+    response.enable_compression()
+    return response
+
+
+def _refusal(exc: PageError | StoreError) -> web.Response:
+    """A page's answer to a bad query (400) or a store that is not open (503)."""
+    status, title = (400, "bad request") if isinstance(exc, PageError) else (503, "unavailable")
+    return _page(f"<!DOCTYPE html><title>{title}</title><p>{escape(str(exc))}</p>", status)
+
+
+def _since(request: web.Request) -> int | None:
+    """``?since=`` as epoch seconds (an integer, or RFC 3339 text); PageError otherwise."""
+    text = request.query.get("since")
+    if text is None:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return math.floor(parse_time(text))
+    except TimeTextError as exc:
+        raise PageError(f"since: {exc}") from None
+
+
+async def status(request: web.Request) -> web.Response:
+    """What the status page shows and polls: ``?page=N`` of services, ``?since=T`` for less."""
+    daemon = request.app[DAEMON]
+    try:
+        page, since = page_number(request.query.get("page")), _since(request)
+        doc = await status_document(daemon, daemon.clock.time(), page=page, since=since)
+    except PageError as exc:
+        return _error(400, str(exc))
+    except StoreError as exc:
+        return _error(503, str(exc))
+    response = _json(doc)
+    # Polled every few seconds by every open status page: compressed it is a tenth.
+    response.enable_compression()
+    return response
+
+
+async def probers(request: web.Request) -> web.Response:
+    """Every prober and its health (this instance's, until a fleet adds the others)."""
+    daemon = request.app[DAEMON]
+    return _json({"probers": pagedata.probers(daemon, daemon.clock.time())})
+
+
+def _service(request: web.Request) -> ServiceConfig:
+    daemon = request.app[DAEMON]
+    try:
+        return daemon.loaded.config.service(request.match_info["name"])
+    except KeyError:
+        _abort(404, "no such service")
+
+
+def _period(request: web.Request, default: tuple[int, int]) -> tuple[int, int]:
+    """``?from=&to=`` (RFC 3339) as whole seconds [first, end); ``default`` fills the gaps."""
+    bounds = []
+    for key, fallback in (("from", default[0]), ("to", default[1])):
+        text = request.query.get(key)
+        if text is None:
+            bounds.append(fallback)
+            continue
+        try:
+            bounds.append(math.ceil(parse_time(text)))
+        except TimeTextError as exc:
+            _abort(400, f"{key}: {exc}")
+    first, end = bounds
+    if end <= first:
+        _abort(400, "the period is empty (to must be after from)")
+    if end - first > MAX_TIMELINE_S:
+        _abort(400, f"a timeline covers at most {MAX_TIMELINE_S} s; ask for less")
+    return first, end
+
+
+async def service_timeline(request: web.Request) -> web.Response:
+    """A service's per-second verdicts as spans: ``?from=&to=`` (default: the last hour)."""
+    daemon = request.app[DAEMON]
+    service = _service(request)
+    now = daemon.clock.time()
+    window = status_window(last_second(daemon, service.name, now))
+    first, end = _period(request, window)
+    try:
+        return _json(await pagedata.timeline(daemon, service.name, first, end))
+    except StoreError as exc:
+        return _error(503, str(exc))
+
+
+async def service_availability(request: web.Request) -> web.Response:
+    """A service's report for ``?month=YYYY-MM`` (default: this month), as ``slawatch report``."""
+    daemon = request.app[DAEMON]
+    service = _service(request)
+    store = daemon.store
+    if store is None:
+        return _error(503, "store not open")
+    now = daemon.clock.time()
+    try:
+        start, end = month_range(request.query.get("month") or month_of(now))
+    except ReportError as exc:
+        return _error(400, f"month: {exc}")
+    report = await daemon.read(
+        lambda: report_for(
+            store, service.name, start=start, end=end, commitment=service.sla.commitment, now=now
+        )
+    )
+    return _json(report.to_json())
+
+
+async def reports(request: web.Request) -> web.Response:
+    """Every service's figures for ``?month=YYYY-MM``; ``?format=csv`` for the CSV download."""
+    daemon = request.app[DAEMON]
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        return _error(400, "format must be json or csv")
+    now = daemon.clock.time()
+    month = request.query.get("month") or month_of(now)
+    try:
+        month_range(month)
+        found = await month_reports(daemon, month)
+    except ReportError as exc:
+        return _error(400, f"month: {exc}")
+    except StoreError as exc:
+        return _error(503, str(exc))
+    if fmt == "csv":
+        return web.Response(
+            text=render_csv(found),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="slawatch-{month}.csv"'},
+        )
+    return _json({"month": month, "reports": [month_json(r) for r in found]})
 
 
 async def status_page(request: web.Request) -> web.Response:
-    """The human status page."""
+    """The human status page (``?page=N`` of services)."""
     daemon = request.app[DAEMON]
     now = daemon.clock.time()
-    services_json = [_service_json(daemon, s) for s in daemon.loaded.config.services]
-    recent = await _load(daemon, None, limit=50) if daemon.store is not None else []
-    page = render_status_page(services_json, recent, now=now, version=__version__)
-    return web.Response(text=page, content_type="text/html", charset="utf-8")
+    try:
+        page = page_number(request.query.get("page"))
+        doc = await status_document(daemon, now, page=page)
+        store = daemon.store
+        found = [] if store is None else await daemon.read(store.incidents)
+        past = sort_newest([i for i in found if i.state != "open"])[:RECENT_SHOWN]
+        recent = await incident_views(daemon, past, now)
+    except (PageError, StoreError) as exc:
+        return _refusal(exc)
+    return _page(
+        render_status_page(
+            doc["services"],
+            [*doc["open_incidents"], *recent],
+            now=now,
+            version=__version__,
+            probers=doc["probers"],
+            page=doc["page"],
+            pages=doc["pages"],
+            services_total=doc["services_total"],
+        )
+    )
+
+
+async def incident_page(request: web.Request) -> web.Response:
+    """One incident's page (``?hour=N`` of its window's timeline)."""
+    daemon = request.app[DAEMON]
+    now = daemon.clock.time()
+    try:
+        hour = page_number(request.query.get("hour"))
+        doc = await incident_document(daemon, request.match_info["id"], now, hour=hour)
+    except (PageError, StoreError) as exc:
+        return _refusal(exc)
+    if doc is None:
+        return _page(
+            "<!DOCTYPE html><title>not found</title><p>No such incident. "
+            '<a href="/">Status</a></p>',
+            404,
+        )
+    return _page(render_incident_page(doc, now=now, version=__version__))
+
+
+async def reports_page(request: web.Request) -> web.Response:
+    """The reports page (``?month=YYYY-MM``, ``?page=N`` of that month's incidents)."""
+    daemon = request.app[DAEMON]
+    now = daemon.clock.time()
+    try:
+        page = page_number(request.query.get("page"))
+        doc = await reports_document(daemon, now, month=request.query.get("month"), page=page)
+    except (PageError, StoreError) as exc:
+        return _refusal(exc)
+    return _page(render_reports_page(doc, now=now, version=__version__))

@@ -118,6 +118,9 @@ def test_event_then_show(folder: Path) -> None:
         "elapsed_s": 0,
         "remaining_s": 0,
         "breaches": 0,
+        # And in the time zone of its calendar.
+        "time_zone": "UTC",
+        "deadline_local": "2026-11-02T10:20:00+00:00",
     }
     text = slawatch("incidents", "show", INCIDENT, "--config", "slawatch.yaml", cwd=folder).stdout
     assert "2026-11-02T10:05:00Z  ticket_opened      by cli        ticket CS-1234" in text

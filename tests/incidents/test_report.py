@@ -104,6 +104,8 @@ def test_month_report_gives_the_exact_availability(folder: Path) -> None:
         "available": 2_579_400,
         "availability_percent": 99.930265,
         "availability_percent_exact": "71650/717",
+        # The same figure as a fraction 0-1 (what the pages carry in data-availability).
+        "availability": 71650 / 71700,
     }
     assert report["channels"]["smtp"]["availability_percent"] == 100.0
     assert report["commitment"] == {
