@@ -104,10 +104,7 @@ class Daemon:
 
     def _on_attempt(self, attempt: Attempt) -> None:
         self.metrics.attempt(attempt)
-        if attempt.misconfigured:
-            self.health.misconfigured[(attempt.service, attempt.target)] = attempt.detail
-        else:
-            self.health.misconfigured.pop((attempt.service, attempt.target), None)
+        self.health.note(attempt)
         self.follower.queue(
             self.follower.rules.prober_health(
                 f"misconfigured:{attempt.service}/{attempt.target}",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from classifier.verdict import COMBINED, SecondVerdict, Verdict
 from config import Config
+from probe.attempt import Attempt
 
 # /healthz fails when launches have lagged more than this (the loop is starved).
 HEALTHY_LAG_S = 1.0
@@ -29,6 +30,14 @@ class Health:
     stopping: bool = False
     # (service, target) → the detail of its last attempt, while it fails by its own config.
     misconfigured: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def note(self, attempt: Attempt) -> None:
+        """Keep which targets fail through the probe's own configuration, with why."""
+        key = (attempt.service, attempt.target)
+        if attempt.misconfigured:
+            self.misconfigured[key] = attempt.detail
+        else:
+            self.misconfigured.pop(key, None)
 
 
 @dataclass(slots=True)
