@@ -15,7 +15,14 @@ from classifier.signals import IncidentSignal, Opened, Reopened, Restored, Upgra
 from classifier.verdict import COMBINED, OUTCOME_INDEX, OUTCOMES, VERDICTS
 from config import Catalog, Config
 from config.timetext import TimeTextError, format_time, parse_time
-from probe.attempt import Attempt, AttemptFormatError, Channel, Outcome, attempt_from_json
+from probe.attempt import (
+    Attempt,
+    AttemptFormatError,
+    Channel,
+    Outcome,
+    Source,
+    attempt_from_json,
+)
 
 T = TypeVar("T")
 
@@ -267,8 +274,12 @@ class LineReader:
                 yield attempt.second, attempt
 
 
-def parse_line(line: bytes, number: int) -> Attempt | None:
+def parse_line(
+    line: bytes, number: int, *, default_source: Source = Source.PROBE
+) -> Attempt | None:
     """The attempt of one replay line (None for a blank line); ReplayError naming the field.
+
+    ``default_source`` is the source of a line that names none (the push API's is traffic).
 
     The one full parser of the replay format: the fast path of :class:`LineReader` only
     ever takes lines this function reads the same way.
@@ -284,7 +295,7 @@ def parse_line(line: bytes, number: int) -> Attempt | None:
     except UnicodeDecodeError as exc:
         raise ReplayError(number, f"not UTF-8 text (byte {exc.start})") from None
     try:
-        return attempt_from_json(record)
+        return attempt_from_json(record, default_source=default_source)
     except AttemptFormatError as exc:
         raise ReplayError(number, str(exc)) from None
 

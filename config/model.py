@@ -377,6 +377,84 @@ class SmtpTarget(Strict):
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
 
 
+# Which attempts a service judges: its own probes', the customer's ingested traffic, or both.
+SourceName = Literal["probes", "traffic"]
+SOURCE_NAMES: tuple[SourceName, ...] = get_args(SourceName)
+# The ports of SMTP submission and relay: an SMTP rule matches only spans to one of them.
+SMTP_PORTS = (25, 465, 587)
+
+
+class TrafficRule(Strict):
+    """Which of the customer's client spans are calls of this service (DESIGN.md §13).
+
+    Every ``match`` entry must hold: an attribute equal to the value, or, for a value
+    starting with ``^``, matching that regular expression. Attribute names are the stable
+    HTTP semantic conventions (``server.address``, ``url.path``, ...); spans with the old
+    names (``net.peer.name``, ``http.target``, ...) match the same rules.
+    """
+
+    # attribute name → text (a regex when it starts with ``^``) or a number (``server.port: 587``).
+    match: dict[str, str | int]
+    channel: Literal["api", "smtp"] = "api"
+    # The target name ingested attempts carry (evidence groups samples by it).
+    target: Name = "traffic"
+    # smtp: the span attribute holding the SMTP reply code (required for an smtp rule).
+    reply_code: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _patterns(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value  # the type check words it
+        if not value:
+            raise PydanticCustomError("traffic_match", "give at least one attribute to match", {})
+        for key, wanted in value.items():
+            if not isinstance(key, str) or not key:
+                raise PydanticCustomError(
+                    "traffic_match", "attribute names are text, got {key}", {"key": repr(key)}
+                )
+            if isinstance(wanted, bool) or not isinstance(wanted, str | int) or wanted == "":
+                raise PydanticCustomError(
+                    "traffic_match",
+                    "{key}: expected text, a ^regex or a number, got {value}",
+                    {"key": key, "value": repr(wanted)},
+                )
+            if isinstance(wanted, str) and wanted.startswith("^"):
+                try:
+                    re.compile(wanted)
+                except re.error as exc:
+                    raise PydanticCustomError(
+                        "traffic_regex",
+                        "{key}: invalid regular expression {value}: {error}",
+                        {"key": key, "value": repr(wanted), "error": str(exc)},
+                    ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_reply(self) -> TrafficRule:
+        if self.channel == "smtp" and self.reply_code is None:
+            raise PydanticCustomError(
+                "traffic_reply_code",
+                "an smtp rule names the span attribute holding the SMTP reply code "
+                "(reply_code: ...)",
+                {},
+            )
+        if self.channel == "api" and self.reply_code is not None:
+            raise PydanticCustomError("traffic_reply_code", "reply_code is for smtp rules only", {})
+        return self
+
+
+class StatusPageConfig(Strict):
+    """The provider's own status page (Atlassian Statuspage format), polled beside the probes."""
+
+    # The page's base URL; ``/api/v2/summary.json`` and ``/api/v2/incidents.json`` are read.
+    url: Url
+    # Component names to follow, as the page names them; empty: every component.
+    components: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    interval: Annotated[PositiveDuration, Field(ge=5), _at_most("1h")] = 60.0
+    timeout: ProbeTimeout = 10.0
+
+
 class ServiceConfig(Strict):
     """A provider's service: its probes, its contract and its classifier thresholds."""
 
@@ -391,6 +469,20 @@ class ServiceConfig(Strict):
     smtp_replies: dict[str, OutcomeName] = Field(default_factory=dict)
     api: list[HttpTarget] = Field(default_factory=list)
     smtp: list[SmtpTarget] = Field(default_factory=list)
+    # The customer's client spans that are this service's calls (OTLP ingestion).
+    traffic: list[TrafficRule] = Field(default_factory=list)
+    # Which attempts are judged: both are the customer's calls, so both by default.
+    sources: Annotated[list[SourceName], Field(min_length=1)] = Field(
+        default_factory=lambda: list(SOURCE_NAMES)
+    )
+    status_page: StatusPageConfig | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("sources", "names a source twice", {})
+        return value
 
     @field_validator("smtp_replies")
     @classmethod
@@ -470,6 +562,18 @@ NotifyChannel = Annotated[
 ]
 
 
+class IngestConfig(Strict):
+    """Bounds on ingested attempts (``POST /v1/traces``, ``POST /api/v1/attempts``)."""
+
+    # Attempts stamped further ahead of our clock than this are refused (clock skew).
+    max_ahead: Annotated[NonNegativeDuration, _at_most("1h")] = 5.0
+    # Attempts whose second was judged more than this ago are refused; those judged less
+    # long ago are counted as late. None: the classifier's horizon.
+    max_behind: Annotated[NonNegativeDuration, _at_most("1d")] | None = None
+    # The largest request body accepted (after decompression too).
+    max_body: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
+
+
 class Config(Strict):
     """The whole configuration file."""
 
@@ -477,6 +581,7 @@ class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     calendars: dict[Name, CalendarConfig] = Field(default_factory=dict)
     control: list[ControlTarget] = Field(default_factory=list)
     services: list[ServiceConfig] = Field(default_factory=list)

@@ -33,6 +33,24 @@ class Channel(StrEnum):
     CONTROL = "control"
 
 
+class Source(StrEnum):
+    """Who made an attempt: slawatch's own probe, or the customer's real traffic (ingested)."""
+
+    PROBE = "probe"
+    TRAFFIC = "traffic"
+
+
+# The prober ids of ingested traffic: ``traffic:<the sender's service.name>`` (or the
+# prober a pushed line names). The namespace is reserved for traffic, so a bucket tells
+# an attempt's source by its prober id alone (DESIGN.md §13).
+TRAFFIC_PREFIX = "traffic:"
+
+
+def prober_source(prober: str) -> Source:
+    """The source of the attempts of a prober id (traffic ids start with ``traffic:``)."""
+    return Source.TRAFFIC if prober.startswith(TRAFFIC_PREFIX) else Source.PROBE
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One probe attempt, stamped when it was launched.
@@ -57,6 +75,9 @@ class Attempt:
     # The probe's own configuration failed it (e.g. SMTP 535: our credentials), not the
     # provider: the prober reports itself unhealthy for that target.
     misconfigured: bool = False
+    # A probe's attempt or one of the customer's own calls; traffic attempts always have a
+    # prober id in the ``traffic:`` namespace (``attempt_from_json`` keeps that true).
+    source: Source = Source.PROBE
 
     @property
     def second(self) -> int:
@@ -82,6 +103,9 @@ class Attempt:
             record["timings"] = {k: round(v, 6) for k, v in self.timings.items()}
         if self.misconfigured:
             record["misconfigured"] = True
+        # Written only when not the default: probe logs keep the canonical replay form.
+        if self.source is not Source.PROBE:
+            record["source"] = str(self.source)
         return record
 
 
@@ -96,13 +120,22 @@ class AttemptFormatError(ValueError):
 _OUTCOMES = {o.value: o for o in Outcome}
 _CHANNELS = {c.value: c for c in Channel}
 _REQUIRED = ("service", "channel", "target", "started_at", "outcome")
+_SOURCES = {s.value: s for s in Source}
 _KNOWN = frozenset(
-    (*_REQUIRED, "prober", "duration_s", "detail", "phase", "timings", "misconfigured")
+    (*_REQUIRED, "prober", "duration_s", "detail", "phase", "timings", "misconfigured", "source")
 )
+# The prober of a traffic record that names none.
+DEFAULT_TRAFFIC_PROBER = TRAFFIC_PREFIX + "push"
 
 
-def attempt_from_json(record: Any) -> Attempt:
-    """Build an Attempt from one decoded replay record, naming the field of any error."""
+def attempt_from_json(record: Any, *, default_source: Source = Source.PROBE) -> Attempt:
+    """Build an Attempt from one decoded replay record, naming the field of any error.
+
+    ``source`` is optional: when absent, a prober id in the ``traffic:`` namespace means
+    traffic, any other ``default_source``. A traffic record's prober id is put in that
+    namespace (``app-1`` becomes ``traffic:app-1``; none becomes ``traffic:push``); a
+    record that says ``source: probe`` may not use it.
+    """
     if not isinstance(record, dict):
         raise AttemptFormatError("record", f"expected a JSON object, got {type(record).__name__}")
     for key in _REQUIRED:
@@ -145,6 +178,7 @@ def attempt_from_json(record: Any) -> Attempt:
     misconfigured = record.get("misconfigured", False)
     if not isinstance(misconfigured, bool):
         raise AttemptFormatError("misconfigured", "expected true or false")
+    source, prober = _source_and_prober(record, prober, default_source)
     return Attempt(
         service=service,
         channel=channel,
@@ -157,7 +191,37 @@ def attempt_from_json(record: Any) -> Attempt:
         detail=detail,
         timings=timings,
         misconfigured=misconfigured,
+        source=source,
     )
+
+
+def _source_and_prober(record: dict[str, Any], prober: str, default: Source) -> tuple[Source, str]:
+    """The record's source and its prober id in the namespace of that source."""
+    if "source" not in record and prober.startswith(TRAFFIC_PREFIX):
+        default = Source.TRAFFIC
+    source = _source(record, default)
+    return source, _prober_of(source, prober)
+
+
+def _source(record: dict[str, Any], default: Source) -> Source:
+    raw = record.get("source", default.value)
+    source = _SOURCES.get(raw) if isinstance(raw, str) else None
+    if source is None:
+        raise AttemptFormatError("source", f"expected probe or traffic, got {raw!r}")
+    return source
+
+
+def _prober_of(source: Source, prober: str) -> str:
+    """The prober id of a record of ``source`` (see ``attempt_from_json``)."""
+    if source is Source.PROBE:
+        if prober.startswith(TRAFFIC_PREFIX):
+            raise AttemptFormatError(
+                "prober", f"the {TRAFFIC_PREFIX!r} prefix is reserved for source traffic"
+            )
+        return prober
+    if not prober:
+        return DEFAULT_TRAFFIC_PROBER
+    return prober if prober.startswith(TRAFFIC_PREFIX) else TRAFFIC_PREFIX + prober
 
 
 def _started_at(value: Any) -> float:

@@ -252,7 +252,7 @@ _RECORDS = st.fixed_dictionaries(
         "service": st.sampled_from(["svc", "nope", "", "stage"]),
         "channel": st.sampled_from(["api", "smtp", "control", "ftp"]),
         "target": st.one_of(st.just("t"), _TEXT),
-        "prober": st.one_of(st.just("p1"), _TEXT, st.integers()),
+        "prober": st.one_of(st.just("p1"), st.just("traffic:app"), _TEXT, st.integers()),
         "started_at": _TIMES,
         "outcome": st.sampled_from(["ok", "timeout", "client_error", "probe_error", "OK", "meh"]),
     },
@@ -261,6 +261,7 @@ _RECORDS = st.fixed_dictionaries(
         "phase": _TEXT,
         "detail": st.one_of(_TEXT, st.none()),
         "timings": st.dictionaries(st.sampled_from(["dns", "connect"]), st.floats(0, 10)),
+        "source": st.sampled_from(["probe", "traffic", "synthetic"]),
     },
 )
 

@@ -84,6 +84,34 @@ def test_defaults_fill_everything_but_names() -> None:
     assert loaded.config.storage.path == "slawatch.db"
 
 
+def test_traffic_sources_status_page_and_ingest_keys() -> None:
+    """Traffic rules, sources, the status page and ingest bounds load with their defaults."""
+    text = """
+services:
+  - name: a
+    traffic:
+      - {match: {server.address: api.example.com, url.path: "^/v1/send"}}
+      - {match: {server.address: smtp.example.com}, channel: smtp, reply_code: smtp.code}
+    status_page: {url: "https://status.example.com", components: [API]}
+  - {name: b, sources: [traffic]}
+"""
+    config = load_config_text(text, "c.yaml", {}).config
+    a, b = config.services
+    assert a.sources == ["probes", "traffic"]
+    assert b.sources == ["traffic"]
+    assert (a.traffic[0].channel, a.traffic[0].target, a.traffic[0].reply_code) == (
+        "api",
+        "traffic",
+        None,
+    )
+    assert a.traffic[1].reply_code == "smtp.code"
+    assert a.status_page is not None
+    assert (a.status_page.interval, a.status_page.components) == (60.0, ["API"])
+    assert b.status_page is None
+    ingest = config.ingest
+    assert (ingest.max_ahead, ingest.max_behind, ingest.max_body) == (5.0, None, 8 * 1024 * 1024)
+
+
 def test_env_expansion_records_secrets() -> None:
     """${VAR} is replaced from the environment and the value is remembered as a secret."""
     text = "services: [{name: a, api: [{name: x, url: 'http://h/', headers: {Authorization: 'Bearer ${K}'}}]}]"

@@ -176,6 +176,31 @@ CASES = [
         "invalid-yaml-syntax.yaml:3:4: YAML syntax error: expected <block end>, but found '<block mapping start>'",
         id="yaml-syntax",
     ),
+    pytest.param(
+        "invalid-traffic-regex.yaml",
+        "invalid-traffic-regex.yaml: services[0].traffic[0].match: url.path: invalid regular expression '^([': unterminated character set at position 2",
+        id="traffic-regex",
+    ),
+    pytest.param(
+        "invalid-traffic-smtp-reply.yaml",
+        "invalid-traffic-smtp-reply.yaml: services[0].traffic[0]: an smtp rule names the span attribute holding the SMTP reply code (reply_code: ...)",
+        id="traffic-smtp-reply",
+    ),
+    pytest.param(
+        "invalid-sources-twice.yaml",
+        "invalid-sources-twice.yaml: services[0].sources: names a source twice",
+        id="sources-twice",
+    ),
+    pytest.param(
+        "invalid-status-page-interval.yaml",
+        "invalid-status-page-interval.yaml: services[0].status_page.interval: must be greater than or equal to 5, got '1s'",
+        id="status-page-interval",
+    ),
+    pytest.param(
+        "invalid-ingest-ahead.yaml",
+        "invalid-ingest-ahead.yaml: ingest.max_ahead: must be at most 1h, got 2h",
+        id="ingest-ahead",
+    ),
 ]
 
 
