@@ -27,7 +27,7 @@ from classifier.verdict import (
 )
 from config import Catalog, Config, ServiceConfig
 from config.catalog import severity_names
-from probe.attempt import Attempt, Channel
+from probe.attempt import TRAFFIC_PREFIX, Attempt, Channel, Source, prober_source
 
 # When nothing is configured, attempts are assumed to finish within the default timeout.
 DEFAULT_TIMEOUT_S = 10.0
@@ -77,11 +77,16 @@ class Finalized:
 class _Service:
     """One service's channels, verdict totals and state machine."""
 
-    __slots__ = ("channels", "counting", "lanes", "machine", "name", "totals")
+    __slots__ = ("channels", "counting", "lanes", "machine", "name", "sources", "totals")
 
     def __init__(self, config: ServiceConfig, catalog: Catalog) -> None:
         self.name = config.name
         self.counting = counting_indexes(config)
+        # The sources judged (``sources:``); None: both, the default, with nothing to filter.
+        judged = {Source.PROBE if s == "probes" else Source.TRAFFIC for s in config.sources}
+        self.sources: frozenset[Source] | None = (
+            None if len(judged) == len(Source) else frozenset(judged)
+        )
         # Channels judged every second, in the order first declared or seen.
         self.channels: list[Channel] = []
         # channel name (or "combined") → seconds by verdict, in VERDICTS order.
@@ -366,17 +371,34 @@ class Classifier:
         if self.emit_verdicts:
             summed = [0] * len(OUTCOMES)
             set_aside_all = 0
-            for (channel, _, _, _), (verdict, counts, set_aside) in zip(
+            traffic_all: list[int] | None = None
+            for (channel, key, _, _), (verdict, counts, set_aside) in zip(
                 state.lanes, lanes, strict=True
             ):
+                traffic = _traffic(state, bucket.attempts.get(key))
                 out.verdicts.append(
-                    SecondVerdict(state.name, channel, second, verdict, tuple(counts), set_aside)
+                    SecondVerdict(
+                        state.name, channel, second, verdict, tuple(counts), set_aside, 1, traffic
+                    )
                 )
                 for i, n in enumerate(counts):
                     summed[i] += n
                 set_aside_all += set_aside
+                if traffic:
+                    traffic_all = traffic_all or [0] * len(OUTCOMES)
+                    for i, n in enumerate(traffic):
+                        traffic_all[i] += n
             out.verdicts.append(
-                SecondVerdict(state.name, COMBINED, second, combined, tuple(summed), set_aside_all)
+                SecondVerdict(
+                    state.name,
+                    COMBINED,
+                    second,
+                    combined,
+                    tuple(summed),
+                    set_aside_all,
+                    1,
+                    () if traffic_all is None else tuple(traffic_all),
+                )
             )
         state.machine.step(second, combined, mask, out.signals)
 
@@ -473,7 +495,10 @@ def _judge_lanes(
         probers = bucket.attempts.get(key)
         set_aside = 0
         counts: Sequence[int]
-        if probers is None:
+        if probers is not None and state.sources is not None:
+            # The service judges one source only: the other's attempts are not its pool.
+            probers = {p: c for p, c in probers.items() if prober_source(p) in state.sources}
+        if not probers:
             counts = _ZERO
         elif len(probers) == 1 and not failed:
             counts = next(iter(probers.values()))
@@ -484,6 +509,19 @@ def _judge_lanes(
             mask |= bit
         lanes.append((verdict, counts, set_aside))
     return lanes, combine(verdict for verdict, _, _ in lanes), mask
+
+
+def _traffic(state: _Service, probers: dict[str, list[int]] | None) -> tuple[int, ...]:
+    """The counts of one lane that came from ingested traffic (empty: none, or not judged)."""
+    if not probers or (state.sources is not None and Source.TRAFFIC not in state.sources):
+        return ()
+    found: list[int] | None = None
+    for prober, counts in probers.items():
+        if prober.startswith(TRAFFIC_PREFIX):
+            found = found or [0] * len(OUTCOMES)
+            for i, n in enumerate(counts):
+                found[i] += n
+    return () if found is None else tuple(found)
 
 
 def _pool(probers: dict[str, list[int]], failed: frozenset[str] | None) -> tuple[list[int], int]:

@@ -101,6 +101,8 @@ class SecondVerdict:
     ``set_aside`` is the number of attempts set aside because their prober's control failed.
     ``seconds`` is how many consecutive seconds from ``second`` on the verdict stands for:
     more than one only for a silent stretch (no attempt at all), judged as one run.
+    ``traffic`` is the part of ``counts`` that came from the customer's ingested traffic
+    (OUTCOMES order; empty when none did): the rest came from probes.
     """
 
     service: str
@@ -110,6 +112,7 @@ class SecondVerdict:
     counts: tuple[int, ...]
     set_aside: int = 0
     seconds: int = 1
+    traffic: tuple[int, ...] = ()
 
     @property
     def last(self) -> int:
@@ -119,3 +122,13 @@ class SecondVerdict:
     def by_outcome(self) -> Mapping[str, int]:
         """The non-zero counts, keyed by outcome name."""
         return {str(o): n for o, n in zip(OUTCOMES, self.counts, strict=True) if n}
+
+
+def by_source(counts: Sequence[int], traffic: Sequence[int]) -> dict[str, dict[str, int]]:
+    """Counts split by source (``probe``, ``traffic``): the non-zero counts of each, by outcome."""
+    traffic = traffic or (0,) * len(OUTCOMES)
+    probe = [n - t for n, t in zip(counts, traffic, strict=True)]
+    return {
+        source: {str(o): n for o, n in zip(OUTCOMES, part, strict=True) if n}
+        for source, part in (("probe", probe), ("traffic", traffic))
+    }

@@ -205,6 +205,8 @@ class Run:
     last: int
     counts: tuple[int, ...]
     set_aside: int = 0
+    # The part of ``counts`` from the customer's ingested traffic (empty: none).
+    traffic: tuple[int, ...] = ()
 
     @property
     def seconds(self) -> int:

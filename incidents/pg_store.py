@@ -34,7 +34,7 @@ from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
 from incidents.outbox import Notification
 from incidents.store import Batch, HighWater, Pruned, StoreError, closed_at
-from probe.attempt import Attempt, Channel, Outcome
+from probe.attempt import Attempt, Channel, Outcome, prober_source
 
 T = TypeVar("T")
 
@@ -131,6 +131,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_channel ON outbox (state, channel, seq);
     CREATE INDEX outbox_by_incident ON outbox (incident, seq);
+    """,
+    # 1 → 2: each run's counts from the customer's ingested traffic (evidence by source).
+    """
+    ALTER TABLE runs ADD COLUMN traffic integer[] NOT NULL DEFAULT '{}';
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -355,7 +359,7 @@ class PgStore:
     def runs(self, service: str, channel: str | None, first: int, last: int) -> list[Run]:
         """Runs of a service (one channel, or all) overlapping seconds ``first..last``."""
         rows = self._read(
-            "SELECT service, channel, verdict, first, last, counts, set_aside FROM runs "
+            "SELECT service, channel, verdict, first, last, counts, set_aside, traffic FROM runs "
             "WHERE service = %(service)s AND (%(channel)s::text IS NULL OR channel = %(channel)s) "
             "AND first <= %(last)s AND last >= %(first)s ORDER BY channel, first",
             {"service": service, "channel": channel, "first": first, "last": last},
@@ -366,7 +370,7 @@ class PgStore:
         """The latest run of every (service, channel)."""
         rows = self._read(
             "SELECT DISTINCT ON (service, channel) service, channel, verdict, first, last, "
-            "counts, set_aside FROM runs ORDER BY service, channel, first DESC"
+            "counts, set_aside, traffic FROM runs ORDER BY service, channel, first DESC"
         )
         return [_run(row) for row in rows]
 
@@ -384,6 +388,7 @@ class PgStore:
                 channel=Channel(row[1]),
                 target=row[2],
                 prober=row[3],
+                source=prober_source(row[3]),
                 started_at=row[4],
                 duration_s=row[5],
                 outcome=Outcome(row[6]),
@@ -495,12 +500,22 @@ def _commit(cur: psycopg.Cursor[Any], batch: Batch) -> list[Incident]:
         )
     if batch.runs:
         cur.executemany(
-            "INSERT INTO runs (service, channel, first, last, verdict, counts, set_aside) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (service, channel, first) "
+            "INSERT INTO runs (service, channel, first, last, verdict, counts, set_aside, "
+            "traffic) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (service, channel, first) "
             "DO UPDATE SET last = excluded.last, verdict = excluded.verdict, "
-            "counts = excluded.counts, set_aside = excluded.set_aside",
+            "counts = excluded.counts, set_aside = excluded.set_aside, traffic = excluded.traffic",
             [
-                (r.service, r.channel, r.first, r.last, r.verdict, list(r.counts), r.set_aside)
+                (
+                    r.service,
+                    r.channel,
+                    r.first,
+                    r.last,
+                    r.verdict,
+                    list(r.counts),
+                    r.set_aside,
+                    list(r.traffic),
+                )
                 for r in batch.runs
             ],
         )
@@ -597,7 +612,7 @@ def _event(seq: int, body: Mapping[str, Any]) -> EventRecord:
 
 
 def _run(row: tuple[Any, ...]) -> Run:
-    service, channel, verdict, first, last, counts, set_aside = row
+    service, channel, verdict, first, last, counts, set_aside, traffic = row
     return Run(
         service=service,
         channel=channel,
@@ -606,6 +621,7 @@ def _run(row: tuple[Any, ...]) -> Run:
         last=last,
         counts=tuple(counts),
         set_aside=set_aside,
+        traffic=tuple(traffic),
     )
 
 

@@ -146,6 +146,7 @@ class Recorder:
             and run.verdict == verdict.verdict
             and run.counts == verdict.counts
             and run.set_aside == verdict.set_aside
+            and run.traffic == verdict.traffic
         ):
             run = Run(
                 run.service,
@@ -155,6 +156,7 @@ class Recorder:
                 verdict.last,
                 run.counts,
                 run.set_aside,
+                run.traffic,
             )
         else:
             run = Run(
@@ -165,6 +167,7 @@ class Recorder:
                 verdict.last,
                 tuple(verdict.counts),
                 verdict.set_aside,
+                tuple(verdict.traffic),
             )
         self._runs[channel_key] = run
         self._dirty[(run.service, run.channel, run.first)] = run

@@ -29,7 +29,7 @@ from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
 from incidents.outbox import Notification
 from incidents.store import Batch, HighWater, Pruned, StoreError, closed_at
-from probe.attempt import Attempt, Channel, Outcome
+from probe.attempt import Attempt, Channel, Outcome, prober_source
 
 T = TypeVar("T")
 
@@ -124,6 +124,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     INSERT INTO state (key, value)
     SELECT 'notify_cursor', CAST(coalesce(max(seq), 0) AS TEXT) FROM events;
+    """,
+    # 3 → 4: each run's counts from the customer's ingested traffic (evidence by source).
+    """
+    ALTER TABLE runs ADD COLUMN traffic TEXT NOT NULL DEFAULT '[]';
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -403,7 +407,7 @@ class SqliteStore:
     def runs(self, service: str, channel: str | None, first: int, last: int) -> list[Run]:
         """Runs of a service (one channel, or all) overlapping seconds ``first..last``."""
         rows = self._read(
-            "SELECT service, channel, verdict, first, last, counts, set_aside FROM runs "
+            "SELECT service, channel, verdict, first, last, counts, set_aside, traffic FROM runs "
             "WHERE service = ?1 AND (?2 IS NULL OR channel = ?2) AND first <= ?4 AND last >= ?3 "
             "ORDER BY channel, first",
             (service, channel, first, last),
@@ -413,8 +417,8 @@ class SqliteStore:
     def last_runs(self) -> list[Run]:
         """The latest run of every (service, channel)."""
         rows = self._read(
-            "SELECT r.service, r.channel, r.verdict, r.first, r.last, r.counts, r.set_aside "
-            "FROM runs r JOIN (SELECT service, channel, max(first) AS first FROM runs "
+            "SELECT r.service, r.channel, r.verdict, r.first, r.last, r.counts, r.set_aside, "
+            "r.traffic FROM runs r JOIN (SELECT service, channel, max(first) AS first FROM runs "
             "GROUP BY service, channel) m USING (service, channel, first) "
             "ORDER BY r.service, r.channel"
         )
@@ -434,6 +438,7 @@ class SqliteStore:
                 channel=Channel(row[1]),
                 target=row[2],
                 prober=row[3],
+                source=prober_source(row[3]),
                 started_at=row[4],
                 duration_s=row[5],
                 outcome=Outcome(row[6]),
@@ -511,12 +516,21 @@ def _commit(cur: sqlite3.Cursor, batch: Batch) -> list[Incident]:
             (incident.state, incident.severity, closed_at(incident), incident.id),
         )
     cur.executemany(
-        "INSERT INTO runs (service, channel, first, last, verdict, counts, set_aside) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service, channel, first) DO UPDATE SET "
+        "INSERT INTO runs (service, channel, first, last, verdict, counts, set_aside, traffic) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service, channel, first) DO UPDATE SET "
         "last = excluded.last, verdict = excluded.verdict, counts = excluded.counts, "
-        "set_aside = excluded.set_aside",
+        "set_aside = excluded.set_aside, traffic = excluded.traffic",
         [
-            (r.service, r.channel, r.first, r.last, r.verdict, json.dumps(r.counts), r.set_aside)
+            (
+                r.service,
+                r.channel,
+                r.first,
+                r.last,
+                r.verdict,
+                json.dumps(r.counts),
+                r.set_aside,
+                json.dumps(r.traffic),
+            )
             for r in batch.runs
         ],
     )
@@ -610,7 +624,7 @@ def _event(seq: int, body: str) -> EventRecord:
 
 
 def _run(row: tuple[Any, ...]) -> Run:
-    service, channel, verdict, first, last, counts, set_aside = row
+    service, channel, verdict, first, last, counts, set_aside, traffic = row
     return Run(
         service=service,
         channel=channel,
@@ -619,4 +633,5 @@ def _run(row: tuple[Any, ...]) -> Run:
         last=last,
         counts=tuple(json.loads(counts)),
         set_aside=set_aside,
+        traffic=tuple(json.loads(traffic)),
     )

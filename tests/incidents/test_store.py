@@ -12,7 +12,7 @@ from incidents.lifecycle import LifecycleError, signal_event, user_event
 from incidents.model import Run, SlaTerms
 from incidents.sqlite_store import SCHEMA_VERSION, SqliteStore, store_path
 from incidents.store import Batch, IncidentStore, StoreError
-from probe.attempt import Attempt, Channel, Outcome
+from probe.attempt import Attempt, Channel, Outcome, Source
 
 T = 1_793_613_600
 TERMS = SlaTerms(
@@ -220,6 +220,36 @@ def test_samples_round_trip(store: IncidentStore) -> None:
     store.commit(Batch(samples=samples))
     assert store.samples("bird", T, T + 1) == [samples[1], samples[2]]
     assert store.samples("other", T, T + 5) == []
+
+
+def test_traffic_counts_and_sources_round_trip(store: IncidentStore) -> None:
+    """A run's counts from ingested traffic and a traffic sample's source come back as written."""
+    counts = (3, 2, *ZERO[2:])
+    traffic = (2, 1, *ZERO[2:])
+    store.commit(
+        Batch(
+            runs=[
+                Run("bird", "api", "partial", T, T + 3, counts, 0, traffic),
+                Run("bird", "smtp", "available", T, T + 3, (1, *ZERO[1:])),
+            ]
+        )
+    )
+    assert [r.traffic for r in store.runs("bird", None, T, T + 3)] == [traffic, ()]
+    assert [r.traffic for r in store.last_runs()] == [traffic, ()]
+    sample = Attempt(
+        "bird",
+        Channel.API,
+        "traffic",
+        "traffic:checkout",
+        T + 0.5,
+        0.2,
+        Outcome.SERVER_ERROR,
+        detail="HTTP 500",
+        source=Source.TRAFFIC,
+    )
+    store.commit(Batch(samples=[sample, _attempt(T)]))
+    assert [a.source for a in store.samples("bird", T, T)] == [Source.PROBE, Source.TRAFFIC]
+    assert store.samples("bird", T, T)[1] == sample
 
 
 def test_incidents_filter_by_state_and_service(store: IncidentStore) -> None:
