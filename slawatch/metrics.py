@@ -221,3 +221,57 @@ class Metrics:
         """Set the pending-notification gauge of every channel (0 when none wait)."""
         for channel in {*channels, *depths}:
             self.notification_queue.labels(channel).set(depths.get(channel, 0))
+
+
+# Why an ingested request, line or span was refused (``slawatch_ingest_refused_total``).
+REFUSAL_REASONS = (
+    "unauthorized",
+    "content_type",
+    "too_large",
+    "malformed",
+    "bad_line",
+    "unknown_service",
+    "no_rule",
+    "too_old",
+    "too_new",
+)
+
+
+class IngestMetrics:
+    """The metrics of ingested traffic (``POST /v1/traces``, ``POST /api/v1/attempts``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ingested = Counter(
+            "slawatch_ingested_attempts",
+            "Ingested attempts (the customer's own calls, or pushed probes) by outcome.",
+            ["service", "channel", "source", "outcome"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "slawatch_ingest_refused",
+            "Refused ingestion: whole requests (auth, type, size, decoding) and single lines or "
+            "spans (no rule, unknown service, outside the time skew), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.late = Counter(
+            "slawatch_ingest_late_attempts",
+            "Ingested attempts that arrived after their second was judged (counted, never judged).",
+            ["service", "source"],
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:
+            self.refused.labels(reason)
+
+    def attempt(self, attempt: Attempt, *, late: bool) -> None:
+        """Count one accepted attempt (and whether it came too late to be judged)."""
+        self.ingested.labels(
+            attempt.service, attempt.channel.value, attempt.source.value, attempt.outcome.value
+        ).inc()
+        if late:
+            self.late.labels(attempt.service, attempt.source.value).inc()
+
+    def refuse(self, reason: str, count: int = 1) -> None:
+        """Count refusals of one reason (one of REFUSAL_REASONS)."""
+        if count:
+            self.refused.labels(reason).inc(count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,11 @@ def is_loopback(listen: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def bearer_matches(header: str, token: str) -> bool:
+    """True when an ``Authorization`` header carries exactly ``Bearer <token>`` (constant time)."""
+    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
 
 
 async def serve(app: web.Application, server: ServerConfig) -> Callable[[], Awaitable[None]]:

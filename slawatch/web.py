@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import io
 import json
 import logging
@@ -29,6 +28,7 @@ from probe.attempt import AttemptFormatError
 from slawatch import __version__, pagedata
 from slawatch.daemon import Daemon
 from slawatch.incidentpage import render_incident_page
+from slawatch.ingest import add_ingest_routes
 from slawatch.pagedata import (
     INCIDENTS_PER_PAGE,
     MAX_TIMELINE_S,
@@ -50,7 +50,7 @@ from slawatch.pagedata import (
     status_window,
 )
 from slawatch.reportspage import render_reports_page
-from slawatch.server import is_loopback
+from slawatch.server import bearer_matches, is_loopback
 from slawatch.status import HEALTHY_LAG_S
 from slawatch.statuspage import render_status_page
 
@@ -82,6 +82,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/incidents/{id}", incident)
     app.router.add_get("/api/v1/incidents/{id}/evidence", evidence)
     app.router.add_post("/api/v1/incidents/{id}/events", post_event)
+    add_ingest_routes(app, daemon)
     return app
 
 
@@ -195,9 +196,7 @@ def _authorized(request: web.Request, daemon: Daemon) -> web.Response | None:
         if not is_loopback(daemon.loaded.config.server.listen):
             return _error(403, "writes are disabled: no server.token on a non-loopback address")
         return None
-    header = request.headers.get("Authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(header.encode(), expected.encode()):
+    if not bearer_matches(request.headers.get("Authorization", ""), token.get_secret_value()):
         return web.json_response(
             {"error": "missing or wrong bearer token"},
             status=401,

@@ -1,0 +1,230 @@
+"""Ingestion of attempts from outside: the push API (JSON Lines), mounted on the daemon's web app.
+
+``POST /api/v1/attempts`` takes JSON Lines in the replay format (DESIGN.md §9) plus an
+optional ``source`` (``traffic`` when absent: the customer's own calls). Every ingested
+attempt joins the per-second pool of its service and channel, as a probe's does.
+
+Rules every ingestion endpoint keeps:
+
+- a bearer token is always required (``server.token``; without one, ingestion is off);
+- the body is bounded (``ingest.max_body``, decompressed size included);
+- bad lines or spans are refused one by one with a located reason, the good ones kept;
+- an attempt whose second was judged less than ``ingest.max_behind`` ago (default: the
+  classifier's horizon) is *late*: counted (metric, replay-style late count), never
+  judged, so no verdict is rewritten; older ones, and those more than
+  ``ingest.max_ahead`` ahead of this instance's clock, are refused with the reason.
+
+Answers: 200 ``{"accepted", "late", "refused", "errors"}`` when at least one attempt was
+taken (or the body held none), 400 with the same body when every line was refused, 401
+without the right token, 403 when no token is configured, 413 for a body past the bound,
+415 for a content type that is not JSON Lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from classifier.engine import UnknownServiceError
+from classifier.replay import ReplayError, parse_line
+from config import LoadedConfig
+from config.durations import format_duration
+from config.timetext import format_time
+from probe.attempt import Attempt, Channel, Source
+from probe.traffic import TrafficRules
+from slawatch.daemon import Daemon
+from slawatch.metrics import IngestMetrics
+from slawatch.server import bearer_matches
+
+# Errors listed in one answer (the count of refused lines is always complete).
+MAX_ERRORS = 20
+# Read from the request in pieces of this size (the bound is checked after each).
+_CHUNK = 64 * 1024
+JSON_LINES_TYPES = frozenset(
+    {
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/json-lines",
+        "application/json",
+        "text/plain",
+    }
+)
+
+
+class IngestError(Exception):
+    """A whole request refused: its HTTP status, the metric reason and a message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclasses.dataclass
+class Tally:
+    """What one request's attempts came to."""
+
+    accepted: int = 0
+    late: int = 0
+    refused: int = 0
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def refuse(self, message: str) -> None:
+        """Count one refused item, keeping the first MAX_ERRORS messages."""
+        self.refused += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(message)
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer's body."""
+        return {
+            "accepted": self.accepted,
+            "late": self.late,
+            "refused": self.refused,
+            "errors": self.errors,
+        }
+
+
+class Ingest:
+    """Takes ingested attempts into the daemon's classifier and recorder, within the skew."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.metrics = IngestMetrics(daemon.registry)
+        # The traffic rules of the config they were compiled from (rebuilt after a reload).
+        self._rules_of: LoadedConfig | None = None
+        self._rules = TrafficRules([])
+
+    @property
+    def rules(self) -> TrafficRules:
+        """The traffic rules of the running config."""
+        loaded = self.daemon.loaded
+        if loaded is not self._rules_of:
+            self._rules, self._rules_of = TrafficRules(loaded.config.services), loaded
+        return self._rules
+
+    def authorize(self, request: web.Request) -> None:
+        """Refuse a request without the bearer token (always required for ingestion)."""
+        token = self.daemon.loaded.config.server.token
+        if token is None:
+            raise IngestError(403, "unauthorized", "ingestion is off: it always needs server.token")
+        if not bearer_matches(request.headers.get("Authorization", ""), token.get_secret_value()):
+            raise IngestError(401, "unauthorized", "missing or wrong bearer token")
+
+    def content_type(self, request: web.Request, accepted: frozenset[str], what: str) -> None:
+        """Refuse a request whose content type is not one of ``accepted`` (``what`` names them)."""
+        if request.content_type not in accepted:
+            raise IngestError(
+                415, "content_type", f"content type {request.content_type!r} is not {what}"
+            )
+
+    async def read_body(self, request: web.Request) -> bytes:
+        """The request body (gzip already undone by the server), at most ``ingest.max_body``."""
+        limit = self.daemon.loaded.config.ingest.max_body
+        too_large = IngestError(413, "too_large", f"body is larger than {limit} bytes")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        body = bytearray()
+        chunks = request.content.iter_chunked(_CHUNK)
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return bytes(body)
+            except Exception as exc:  # noqa: BLE001  (a broken gzip stream or a cut-off body)
+                raise IngestError(400, "malformed", f"body cannot be read: {exc}") from None
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+
+    def take(self, attempt: Attempt, now: float, tally: Tally, where: str) -> None:
+        """Pool one attempt, count it late, or refuse it with its reason (``where``: its line)."""
+        daemon = self.daemon
+        settings = daemon.loaded.config.ingest
+        if attempt.channel is Channel.CONTROL:
+            self._refuse(tally, "bad_line", f"{where}: channel: control attempts are not ingested")
+            return
+        if attempt.started_at > now + settings.max_ahead:
+            self._refuse(
+                tally,
+                "too_new",
+                f"{where}: started_at: {format_time(attempt.started_at, precision=3)} is more "
+                f"than {format_duration(settings.max_ahead)} ahead of this instance's clock "
+                f"({format_time(now, precision=3)})",
+            )
+            return
+        horizon = daemon.classifier.buckets.horizon
+        behind = horizon if settings.max_behind is None else settings.max_behind
+        judged_at = math.floor(attempt.started_at) + 1 + horizon
+        if now - judged_at > behind:
+            self._refuse(
+                tally,
+                "too_old",
+                f"{where}: started_at: {format_time(attempt.started_at, precision=3)} is too "
+                f"old: its second was judged more than {format_duration(behind)} ago",
+            )
+            return
+        attempt = dataclasses.replace(attempt, detail=daemon.loaded.redact(attempt.detail))
+        try:
+            taken = daemon.classifier.add(attempt)
+        except UnknownServiceError as exc:
+            self._refuse(tally, "unknown_service", f"{where}: service: {exc}")
+            return
+        daemon.recorder.attempt(attempt)
+        self.metrics.attempt(attempt, late=not taken)
+        tally.accepted += 1
+        tally.late += not taken
+
+    def _refuse(self, tally: Tally, reason: str, message: str) -> None:
+        self.metrics.refuse(reason)
+        tally.refuse(message)
+
+    def push(self, lines: Iterable[bytes], now: float) -> Tally:
+        """Take the attempts of JSON Lines (source ``traffic`` unless a line says otherwise)."""
+        tally = Tally()
+        for number, line in enumerate(lines, 1):
+            try:
+                attempt = parse_line(line, number, default_source=Source.TRAFFIC)
+            except ReplayError as exc:
+                self._refuse(tally, "bad_line", f"line {exc.line}: {exc.message}")
+                continue
+            if attempt is not None:
+                self.take(attempt, now, tally, f"line {number}")
+        return tally
+
+
+INGEST = web.AppKey("ingest", Ingest)
+
+
+def add_ingest_routes(app: web.Application, daemon: Daemon) -> None:
+    """Mount the ingestion endpoints on the daemon's web application."""
+    app[INGEST] = Ingest(daemon)
+    app.router.add_post("/api/v1/attempts", push_attempts)
+
+
+def _answer(tally: Tally) -> web.Response:
+    status = 400 if tally.refused and not tally.accepted else 200
+    return web.json_response(tally.to_json(), status=status)
+
+
+def _refusal(ingest: Ingest, exc: IngestError) -> web.Response:
+    ingest.metrics.refuse(exc.reason)
+    headers = {"WWW-Authenticate": 'Bearer realm="slawatch"'} if exc.status == 401 else None
+    return web.json_response({"error": str(exc)}, status=exc.status, headers=headers)
+
+
+async def push_attempts(request: web.Request) -> web.Response:
+    """``POST /api/v1/attempts``: JSON Lines of attempts (see the module docstring)."""
+    ingest = request.app[INGEST]
+    try:
+        ingest.authorize(request)
+        ingest.content_type(request, JSON_LINES_TYPES, "JSON Lines (send application/x-ndjson)")
+        body = await ingest.read_body(request)
+    except IngestError as exc:
+        return _refusal(ingest, exc)
+    tally = ingest.push(body.split(b"\n"), ingest.daemon.clock.time())
+    return _answer(tally)
