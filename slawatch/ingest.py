@@ -1,8 +1,11 @@
-"""Ingestion of attempts from outside: the push API (JSON Lines), mounted on the daemon's web app.
+"""Ingestion of attempts from outside: OTLP/HTTP traces and the push API, on the daemon's web app.
 
-``POST /api/v1/attempts`` takes JSON Lines in the replay format (DESIGN.md §9) plus an
-optional ``source`` (``traffic`` when absent: the customer's own calls). Every ingested
-attempt joins the per-second pool of its service and channel, as a probe's does.
+``POST /v1/traces`` takes OpenTelemetry trace exports (OTLP/HTTP, protobuf or JSON,
+gzip or not): each client span a service's traffic rule matches becomes an attempt
+(:mod:`probe.traffic`). ``POST /api/v1/attempts`` takes JSON Lines in the replay format
+(DESIGN.md §9) plus an optional ``source`` (``traffic`` when absent: the customer's own
+calls). Every ingested attempt joins the per-second pool of its service and channel, as
+a probe's does.
 
 Rules every ingestion endpoint keeps:
 
@@ -14,10 +17,13 @@ Rules every ingestion endpoint keeps:
   judged, so no verdict is rewritten; older ones, and those more than
   ``ingest.max_ahead`` ahead of this instance's clock, are refused with the reason.
 
-Answers: 200 ``{"accepted", "late", "refused", "errors"}`` when at least one attempt was
-taken (or the body held none), 400 with the same body when every line was refused, 401
-without the right token, 403 when no token is configured, 413 for a body past the bound,
-415 for a content type that is not JSON Lines.
+Push answers: 200 ``{"accepted", "late", "refused", "errors"}`` when at least one
+attempt was taken (or the body held none), 400 with the same body when every line was
+refused, 401 without the right token, 403 when no token is configured, 413 for a body
+past the bound, 415 for a content type that is not JSON Lines. OTLP answers use the same
+statuses with OTLP's bodies (:mod:`slawatch.otlp`): a partial success names the spans
+refused (those no rule matches among them); a request none of whose spans was taken is a
+400, so an exporter sending everything shows it needs a filter (docs/traffic.md).
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from config import LoadedConfig
 from config.durations import format_duration
 from config.timetext import format_time
 from probe.attempt import Attempt, Channel, Source
-from probe.traffic import TrafficRules
+from probe.traffic import Span, TrafficRules
+from slawatch import otlp
 from slawatch.daemon import Daemon
 from slawatch.metrics import IngestMetrics
 from slawatch.server import bearer_matches
@@ -196,14 +203,31 @@ class Ingest:
                 self.take(attempt, now, tally, f"line {number}")
         return tally
 
+    def traces(self, found: Iterable[Span], now: float) -> Tally:
+        """Take the attempts of the spans that match a traffic rule; refuse the others."""
+        tally = Tally()
+        rules = self.rules
+        for number, span in enumerate(found, 1):
+            attempt = rules.attempt(span)
+            if attempt is None:
+                self._refuse(
+                    tally, "no_rule", f"span {number} ({span.name!r}): matches no traffic rule"
+                )
+                continue
+            self.take(attempt, now, tally, f"span {number}")
+        return tally
+
 
 INGEST = web.AppKey("ingest", Ingest)
+# Refusals listed in an OTLP answer's message.
+OTLP_ERRORS_SHOWN = 5
 
 
 def add_ingest_routes(app: web.Application, daemon: Daemon) -> None:
     """Mount the ingestion endpoints on the daemon's web application."""
     app[INGEST] = Ingest(daemon)
     app.router.add_post("/api/v1/attempts", push_attempts)
+    app.router.add_post("/v1/traces", export_traces)
 
 
 def _answer(tally: Tally) -> web.Response:
@@ -228,3 +252,36 @@ async def push_attempts(request: web.Request) -> web.Response:
         return _refusal(ingest, exc)
     tally = ingest.push(body.split(b"\n"), ingest.daemon.clock.time())
     return _answer(tally)
+
+
+async def export_traces(request: web.Request) -> web.Response:
+    """``POST /v1/traces``: an OTLP/HTTP trace export (see the module docstring)."""
+    ingest = request.app[INGEST]
+    # Refusals are written in the request's encoding when it names one, else in protobuf.
+    encoding = request.content_type if request.content_type in otlp.ENCODINGS else otlp.PROTOBUF
+    try:
+        ingest.authorize(request)
+        ingest.content_type(
+            request, otlp.ENCODINGS, f"an OTLP encoding ({otlp.PROTOBUF} or {otlp.JSON})"
+        )
+        body = await ingest.read_body(request)
+        try:
+            export = otlp.decode(body, encoding)
+        except otlp.OtlpError as exc:
+            raise IngestError(400, "malformed", str(exc)) from None
+    except IngestError as exc:
+        ingest.metrics.refuse(exc.reason)
+        headers = {"WWW-Authenticate": 'Bearer realm="slawatch"'} if exc.status == 401 else None
+        return web.Response(
+            body=otlp.failure(encoding, str(exc)),
+            status=exc.status,
+            content_type=encoding,
+            headers=headers,
+        )
+    tally = ingest.traces(otlp.spans(export), ingest.daemon.clock.time())
+    message = "; ".join(tally.errors[:OTLP_ERRORS_SHOWN])
+    if tally.refused:
+        message = f"{tally.refused} spans refused: {message}"
+    if tally.refused and not tally.accepted:
+        return web.Response(body=otlp.failure(encoding, message), status=400, content_type=encoding)
+    return web.Response(body=otlp.success(encoding, tally.refused, message), content_type=encoding)
