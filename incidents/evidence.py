@@ -1,6 +1,6 @@
 """Evidence bundles (DESIGN.md §8): one incident's seconds, sealed whole, in four formats.
 
-A bundle (format ``slawatch-evidence/2``) is written streaming, in constant memory: its
+A bundle (format ``slawatch-evidence/3``) is written streaming, in constant memory: its
 small parts (incident header, definition, window, summary, clocks, events, provenance)
 first, then the sampled attempts and the records, read from the store a slice of the
 window at a time, then the ``chain`` and the ``seal``.
@@ -32,6 +32,7 @@ import html
 import io
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -47,6 +48,7 @@ from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
 from incidents.report import figures
 from incidents.signing import Signer, check_signature
+from incidents.sources import SourceTally, lead_sentence
 from incidents.store import IncidentStore
 from incidents.view import clock_states
 from probe.attempt import Attempt, Outcome
@@ -57,9 +59,11 @@ if TYPE_CHECKING:
 
 Format = Literal["json", "csv", "md", "html"]
 FORMATS: tuple[Format, ...] = get_args(Format)
-BUNDLE_FORMAT = "slawatch-evidence/2"
+BUNDLE_FORMAT = "slawatch-evidence/3"
 # Bundles of the first format: only the per-second records were chained.
 FORMAT_1 = "slawatch-evidence/1"
+# Sealed bundles before records counted attempts by source.
+FORMAT_2 = "slawatch-evidence/2"
 GENESIS = "0" * 64
 # Seconds shown before ``started_at`` unless told otherwise: the run-up to the outage.
 DEFAULT_MARGIN_S = 60
@@ -71,7 +75,8 @@ SLICE_S = 3_600
 SUMMARY_SLICE_S = 6 * 3_600
 CHANNELS = ("api", "smtp")
 OUTCOME_NAMES: tuple[str, ...] = tuple(str(o) for o in OUTCOMES)
-# Format 1 columns; format 2 appends ``seconds``.
+# Format 1 columns; format 2 appends ``seconds``, format 3 the counts of the customer's
+# own traffic by outcome (``traffic_ok``, ...: the rest of each count came from probes).
 RECORD_FIELDS_1: tuple[str, ...] = (
     "second",
     "verdict",
@@ -80,8 +85,12 @@ RECORD_FIELDS_1: tuple[str, ...] = (
     "set_aside",
     "worst_latency_ms",
 )
-RECORD_FIELDS: tuple[str, ...] = (*RECORD_FIELDS_1, "seconds")
-_INT_FIELDS = frozenset((*OUTCOME_NAMES, "set_aside", "seconds"))
+RECORD_FIELDS_2: tuple[str, ...] = (*RECORD_FIELDS_1, "seconds")
+TRAFFIC_FIELDS: tuple[str, ...] = tuple(f"traffic_{name}" for name in OUTCOME_NAMES)
+RECORD_FIELDS: tuple[str, ...] = (*RECORD_FIELDS_2, *TRAFFIC_FIELDS)
+_INT_FIELDS = frozenset((*OUTCOME_NAMES, "set_aside", "seconds", *TRAFFIC_FIELDS))
+# Fields two neighbouring records must share to be joined (all but their place and length).
+_JOINED = tuple(name for name in RECORD_FIELDS if name not in ("second", "seconds"))
 # A second no stored run covers: slawatch was not watching (not "no attempts").
 UNMONITORED = "unmonitored"
 # Verdicts the contract counts against the provider: always one record a second.
@@ -250,12 +259,24 @@ def _slices(first: int, end: int, size: int = SLICE_S) -> Iterator[tuple[int, in
         yield low, min(low + size, end)
 
 
-def window_summary(store: IncidentStore, service: str, window: Window) -> dict[str, Any]:
-    """Seconds by label (the five verdicts and ``unmonitored``) and unavailable ones by channel."""
+def window_summary(
+    store: IncidentStore,
+    service: str,
+    window: Window,
+    counting: Sequence[str] = (),
+    environment: str = "",
+) -> dict[str, Any]:
+    """Seconds by label, unavailable ones by channel, counted seconds' attempts by source.
+
+    The labels are the five verdicts and ``unmonitored``; the sources are tallied by
+    :class:`incidents.sources.SourceTally`.
+    """
     seconds = dict.fromkeys((*(str(v) for v in VERDICTS), UNMONITORED), 0)
     by_channel = dict.fromkeys(CHANNELS, 0)
+    sources = SourceTally(counting)
     for low, high in _slices(window.first, window.end, SUMMARY_SLICE_S):
         runs = store.runs(service, None, low, high - 1)
+        sources.add(runs, low, high)
         combined = figures(runs, COMBINED, low, high)
         for name, count in combined.seconds.items():
             seconds[name] += count
@@ -266,6 +287,8 @@ def window_summary(store: IncidentStore, service: str, window: Window) -> dict[s
         "seconds": seconds,
         "unavailable_seconds": seconds["unavailable"],
         "unavailable_by_channel": by_channel,
+        "sources": sources.to_json(),
+        "environment": environment,
     }
 
 
@@ -320,7 +343,7 @@ class RecordMerger:
 def _joins(record: Mapping[str, Any], following: Mapping[str, Any]) -> bool:
     if record["verdict"] in _COUNTED:
         return False
-    return all(record[name] == following[name] for name in RECORD_FIELDS[1:-1])
+    return all(record[name] == following[name] for name in _JOINED)
 
 
 def slice_records(
@@ -365,6 +388,7 @@ def slice_records(
             base[channel] = None if lane is None else lane.verdict
         base.update(zip(OUTCOME_NAMES, zero if combined is None else combined.counts, strict=True))
         base["set_aside"] = 0 if combined is None else combined.set_aside
+        traffic = zero if combined is None or not combined.traffic else combined.traffic
         seconds = (
             [(s, 1) for s in range(start, stop)]
             if base["verdict"] in _COUNTED
@@ -377,6 +401,7 @@ def slice_records(
                 "second": format_time(second),
                 "worst_latency_ms": None if latency is None else round(latency * 1000),
                 "seconds": count,
+                **dict(zip(TRAFFIC_FIELDS, traffic, strict=True)),
             }
 
 
@@ -387,6 +412,7 @@ def sample_json(attempt: Attempt) -> dict[str, Any]:
         "channel": str(attempt.channel),
         "target": attempt.target,
         "prober": attempt.prober,
+        "source": str(attempt.source),
         "outcome": str(attempt.outcome),
         "phase": attempt.phase,
         "detail": attempt.detail,
@@ -429,9 +455,10 @@ def evidence_source(
     )
     clocks, clocks_error = clock_states(incident, events, now)
     try:
-        counting = list(loaded.config.service(incident.service).counts_as_unavailable)
+        service = loaded.config.service(incident.service)
+        counting, environment = list(service.counts_as_unavailable), str(service.environment)
     except KeyError:
-        counting = []
+        counting, environment = [], ""
     head: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "generated_at": format_time(now),
@@ -444,7 +471,7 @@ def evidence_source(
             "counts_as_unavailable": counting,
         },
         "window": window.to_json(),
-        "summary": window_summary(store, incident.service, window),
+        "summary": window_summary(store, incident.service, window, counting, environment),
         "clocks": clocks_json(clocks),
         "clocks_error": clocks_error,
         "events": [e.to_json() for e in events],
@@ -483,6 +510,8 @@ class Sealed:
     chain: dict[str, Any]
     seal: dict[str, Any]
     listed: list[dict[str, Any]] = field(default_factory=list)
+    # The replies of failing samples by (channel, source), e.g. ("api", "traffic") → HTTP 503.
+    codes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 class _Texts:
@@ -503,6 +532,10 @@ class _Texts:
         return done
 
 
+# A sample detail that is a reply code: "HTTP 503", "SMTP 451".
+_REPLY = re.compile(r"^(HTTP|SMTP) \d{3}$")
+
+
 class _SampleList:
     """The ``samples`` part as it is written: redacted, digested, probers and failures noted."""
 
@@ -513,6 +546,7 @@ class _SampleList:
         self.digest = _ListDigest()
         self.probers: set[str] = set()
         self.listed: list[dict[str, Any]] = []
+        self.codes: dict[tuple[str, str], set[str]] = {}
 
     def add(self, attempt: Attempt) -> None:
         """Write one sampled attempt (every text that can hold a secret redacted)."""
@@ -525,8 +559,12 @@ class _SampleList:
         self._separator = ",\n"
         if attempt.prober:
             self.probers.add(attempt.prober)
-        if attempt.outcome is not Outcome.OK and len(self.listed) < MAX_LISTED_SAMPLES:
-            self.listed.append(sample)
+        if attempt.outcome is not Outcome.OK:
+            if _REPLY.match(sample["detail"]):
+                kind = (sample["channel"], sample["source"])
+                self.codes.setdefault(kind, set()).add(sample["detail"])
+            if len(self.listed) < MAX_LISTED_SAMPLES:
+                self.listed.append(sample)
 
     def close(self) -> None:
         """End the list."""
@@ -610,7 +648,8 @@ def write_json(
         seal["note"] = UNSIGNED_NOTE
     _member(out, "seal", seal)
     out.write("\n}\n")
-    return Sealed(source.head, names, chain_part, seal, samples.listed)
+    codes = {key: sorted(found) for key, found in samples.codes.items()}
+    return Sealed(source.head, names, chain_part, seal, samples.listed, codes)
 
 
 def write_csv(out: _Writer, source: EvidenceSource) -> None:
@@ -703,9 +742,8 @@ def verify(text: str, key: Ed25519PublicKey | None = None) -> Verification:
     stripped = text.lstrip()
     if not stripped.startswith("{"):
         fields, rows = _csv_records(text)
-        result = _verify_records(
-            rows, fields, FORMAT_1 if fields == RECORD_FIELDS_1 else BUNDLE_FORMAT
-        )
+        formats = {RECORD_FIELDS_1: FORMAT_1, RECORD_FIELDS_2: FORMAT_2}
+        result = _verify_records(rows, fields, formats.get(fields, BUNDLE_FORMAT))
         if result.ok and key is not None:
             return _failed(result, "a CSV holds the records only: it carries no signature")
         return result
@@ -724,12 +762,14 @@ def verify(text: str, key: Ed25519PublicKey | None = None) -> Verification:
         if result.ok and key is not None:
             return _failed(result, "a format 1 bundle carries no signature")
         return result
-    if bundle.get("format") != BUNDLE_FORMAT:
+    sealed_fields = {FORMAT_2: RECORD_FIELDS_2, BUNDLE_FORMAT: RECORD_FIELDS}
+    fmt = bundle.get("format")
+    if fmt not in sealed_fields:
         raise EvidenceError(
-            f"unknown bundle format {bundle.get('format')!r} (this slawatch reads "
-            f"{FORMAT_1} and {BUNDLE_FORMAT})"
+            f"unknown bundle format {fmt!r} (this slawatch reads "
+            f"{FORMAT_1}, {FORMAT_2} and {BUNDLE_FORMAT})"
         )
-    return _verify_sealed(bundle, records, key)
+    return _verify_sealed(bundle, records, key, sealed_fields[fmt], fmt)
 
 
 def _failed(result: Verification, reason: str, part: str | None = None) -> Verification:
@@ -745,9 +785,13 @@ def _failed(result: Verification, reason: str, part: str | None = None) -> Verif
 
 
 def _verify_sealed(
-    bundle: dict[str, Any], records: list[Any], key: Ed25519PublicKey | None
+    bundle: dict[str, Any],
+    records: list[Any],
+    key: Ed25519PublicKey | None,
+    fields: Sequence[str],
+    fmt: str,
 ) -> Verification:
-    result = _verify_records(records, RECORD_FIELDS, BUNDLE_FORMAT)
+    result = _verify_records(records, fields, fmt)
     if not result.ok:
         return result
     problem = next(_seal_mismatches(bundle, result), None)
@@ -758,7 +802,7 @@ def _verify_sealed(
     signature = seal.get("signature")
     signed_by = str(signature.get("key_fingerprint", "")) if isinstance(signature, dict) else ""
     result = Verification(
-        format=BUNDLE_FORMAT,
+        format=fmt,
         records=result.records,
         head=result.head,
         seal=digest,
@@ -808,7 +852,8 @@ def _seal_mismatches(bundle: dict[str, Any], result: Verification) -> Iterator[t
 def _csv_records(text: str) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     rows = list(csv.reader(io.StringIO(text)))
     header = tuple(rows[0]) if rows else ()
-    fields = next((f for f in (RECORD_FIELDS, RECORD_FIELDS_1) if header == (*f, "digest")), None)
+    known = (RECORD_FIELDS, RECORD_FIELDS_2, RECORD_FIELDS_1)
+    fields = next((f for f in known if header == (*f, "digest")), None)
     if fields is None:
         raise EvidenceError("neither a JSON bundle nor an evidence CSV (unexpected columns)")
     records: list[dict[str, Any]] = []
@@ -893,6 +938,7 @@ def _sample_rows(listed: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
                 sample["channel"],
                 sample["target"],
                 sample["prober"] or "-",
+                sample.get("source", "probe"),
                 sample["outcome"],
                 sample["detail"] or "-",
                 f"{sample['duration_s']:.3f}s",
@@ -907,6 +953,7 @@ _SAMPLE_HEAD = (
     "Channel",
     "Target",
     "Prober",
+    "Source",
     "Outcome",
     "Status / reply",
     "Duration",
@@ -954,6 +1001,12 @@ def _legend_line(summary: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _lead(sealed: Sealed) -> str:
+    """The strongest sentence the bundle's data supports (``incidents.sources.lead_sentence``)."""
+    summary = sealed.head["summary"]
+    return lead_sentence(summary, sealed.codes, environment=summary.get("environment", ""))
+
+
 def _markdown(sealed: Sealed) -> str:
     head = sealed.head
     incident = head["incident"]
@@ -962,6 +1015,8 @@ def _markdown(sealed: Sealed) -> str:
     by_channel = ", ".join(f"{c.upper()} {n}" for c, n in summary["unavailable_by_channel"].items())
     lines = [
         f"# Unavailability of {incident['service']}: incident {incident['id']}",
+        "",
+        _lead(sealed),
         "",
         f"- **Severity:** {_severity_line(head)}",
         f"- **Window:** {window['from']} to {window['to']} ({window['seconds']} s, "
@@ -1120,6 +1175,7 @@ def _html(sealed: Sealed, timeline: _Timeline) -> str:
         f'<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
         f"<style>{_CSS}</style></head><body>"
         f"<h1>{esc(title)}</h1>"
+        f"<p>{esc(_lead(sealed))}</p>"
         f"{_html_table(('Fact', 'Value'), facts)}"
         f"<h2>Timeline</h2>{timeline.svg()}"
         f'<p class="legend">{legend}</p>'

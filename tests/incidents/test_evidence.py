@@ -14,7 +14,7 @@ import pytest
 from incidents.evidence import (
     FORMATS,
     GENESIS,
-    RECORD_FIELDS,
+    RECORD_FIELDS_1,
     UNSIGNED_NOTE,
     Chain,
     EvidenceError,
@@ -117,7 +117,7 @@ def test_markdown_is_a_ticket_body(exported: Path) -> None:
         "2026-11-02T10:02:20Z to 2026-11-02T10:04:50Z (150 s",
         "**Unavailable seconds:** 90 (API 90, SMTP 0)",
         "1 (Bird's Critical Issue under bird-email-enterprise)",
-        "| 2026-11-02T10:03:20.250Z | api | send | eu-1 | timeout | 504 gateway timeout key=[redacted] | 10.000s |",
+        "| 2026-11-02T10:03:20.250Z | api | send | eu-1 | probe | timeout | 504 gateway timeout key=[redacted] | 10.000s |",
         "- Probers: eu-1",
         "- Software: slawatch ",
         f"`{bundle['config_digest']}`",
@@ -160,11 +160,11 @@ def test_an_edited_csv_cell_is_named(exported: Path, tmp_path: Path) -> None:
 
 def test_a_cut_chain_fails_on_the_head() -> None:
     """Dropping the last record of a format 1 JSON bundle no longer matches its head digest."""
-    chain = Chain(RECORD_FIELDS[:-1])
+    chain = Chain(RECORD_FIELDS_1)
     records = [
         chain.add(
             {
-                **dict.fromkeys(RECORD_FIELDS, 0),
+                **dict.fromkeys(RECORD_FIELDS_1, 0),
                 "second": f"s{i}",
                 "verdict": "available",
                 "api": None,

@@ -252,6 +252,21 @@ def test_traffic_counts_and_sources_round_trip(store: IncidentStore) -> None:
     assert store.samples("bird", T, T)[1] == sample
 
 
+def test_sqlite_store_of_version_3_gains_traffic_counts(tmp_path: Path) -> None:
+    """Runs written before traffic counts existed read back with none after the migration."""
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        store.commit(Batch(runs=[Run("bird", "api", "available", T, T + 5, (1, *ZERO[1:]))]))
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN traffic")
+        conn.execute("UPDATE schema_version SET version = 3")
+    conn.close()
+    with SqliteStore(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert [r.traffic for r in store.runs("bird", "api", T, T + 5)] == [()]
+
+
 def test_incidents_filter_by_state_and_service(store: IncidentStore) -> None:
     """Listing filters by state and by service, oldest start first."""
     second = Opened("mail", "mail-1", 3, "General", T - 50, T - 40, ("smtp",))
