@@ -46,6 +46,15 @@ from config.secrets import Redactor
 from config.timetext import format_time
 from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
+from incidents.provider_status import (
+    KIND as PROVIDER_STATUS,
+)
+from incidents.provider_status import (
+    DeclaredTally,
+    declared_timelines,
+    first_update_at,
+    side_by_side,
+)
 from incidents.report import figures
 from incidents.signing import Signer, check_signature
 from incidents.sources import SourceTally, lead_sentence
@@ -263,8 +272,10 @@ def window_summary(
     store: IncidentStore,
     service: str,
     window: Window,
+    *,
     counting: Sequence[str] = (),
     environment: str = "",
+    declared: DeclaredTally | None = None,
 ) -> dict[str, Any]:
     """Seconds by label, unavailable ones by channel, counted seconds' attempts by source.
 
@@ -277,6 +288,8 @@ def window_summary(
     for low, high in _slices(window.first, window.end, SUMMARY_SLICE_S):
         runs = store.runs(service, None, low, high - 1)
         sources.add(runs, low, high)
+        if declared is not None:
+            declared.add(runs, low, high)
         combined = figures(runs, COMBINED, low, high)
         for name, count in combined.seconds.items():
             seconds[name] += count
@@ -459,6 +472,18 @@ def evidence_source(
         counting, environment = list(service.counts_as_unavailable), str(service.environment)
     except KeyError:
         counting, environment = [], ""
+    # The provider's status page beside the measurement, when it was polled.
+    timelines = declared_timelines(events)
+    posted_at = first_update_at(events)
+    declared = DeclaredTally(timelines) if timelines or posted_at is not None else None
+    summary = window_summary(
+        store,
+        incident.service,
+        window,
+        counting=counting,
+        environment=environment,
+        declared=declared,
+    )
     head: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "generated_at": format_time(now),
@@ -471,7 +496,10 @@ def evidence_source(
             "counts_as_unavailable": counting,
         },
         "window": window.to_json(),
-        "summary": window_summary(store, incident.service, window, counting, environment),
+        "summary": summary,
+        "provider_status": None
+        if declared is None
+        else declared.to_json(incident.started_at, posted_at),
         "clocks": clocks_json(clocks),
         "clocks_error": clocks_error,
         "events": [e.to_json() for e in events],
@@ -1007,6 +1035,24 @@ def _lead(sealed: Sealed) -> str:
     return lead_sentence(summary, sealed.codes, environment=summary.get("environment", ""))
 
 
+def _provider_sentences(head: Mapping[str, Any]) -> list[str]:
+    """What the provider's page declared beside the measured seconds (none: not polled)."""
+    part = head.get("provider_status")
+    return side_by_side(part, head["summary"]["unavailable_seconds"]) if part else []
+
+
+def _provider_lines(head: Mapping[str, Any]) -> list[str]:
+    """The ticket's section on the provider's status page (none when it was not polled)."""
+    sentences = _provider_sentences(head)
+    if not sentences:
+        return []
+    lines = ["", "## The provider's status page", "", *sentences]
+    rows = [(e["at"], e["note"]) for e in head["events"] if e["kind"] == PROVIDER_STATUS]
+    if rows:
+        lines += ["", *_md_table(("Time (UTC)", "The status page said"), rows)]
+    return lines
+
+
 def _markdown(sealed: Sealed) -> str:
     head = sealed.head
     incident = head["incident"]
@@ -1029,6 +1075,7 @@ def _markdown(sealed: Sealed) -> str:
     ]
     if incident["ticket"]:
         lines.append(f"- **Ticket:** {incident['ticket']}")
+    lines += _provider_lines(head)
     lines += ["", "## Definition judged by", "", f"> {head['definition']['text']}", ""]
     lines.append(
         f"({head['definition']['source']}.) Unit: {head['definition']['unit']}. "
@@ -1179,7 +1226,8 @@ def _html(sealed: Sealed, timeline: _Timeline) -> str:
         f"{_html_table(('Fact', 'Value'), facts)}"
         f"<h2>Timeline</h2>{timeline.svg()}"
         f'<p class="legend">{legend}</p>'
-        f"<h2>Definition judged by</h2><blockquote>{esc(head['definition']['text'])}</blockquote>"
+        + "".join(f"<p>{esc(line)}</p>" for line in _provider_sentences(head))
+        + f"<h2>Definition judged by</h2><blockquote>{esc(head['definition']['text'])}</blockquote>"
         f"<p>{esc(head['definition']['source'])}. Unit: {esc(head['definition']['unit'])}. "
         f"Outcomes counted as failing: "
         f"{esc(', '.join(head['definition']['counts_as_unavailable']))}.</p>"

@@ -11,7 +11,14 @@ from collections.abc import Iterable
 from classifier.signals import IncidentSignal, Opened, Restored, Upgraded
 from config.catalog import ClockName
 from config.timetext import format_time
-from incidents.model import SIGNAL_KINDS, USER_KINDS, EventRecord, Incident, SeverityChange
+from incidents.model import (
+    OBSERVATION_KINDS,
+    SIGNAL_KINDS,
+    USER_KINDS,
+    EventRecord,
+    Incident,
+    SeverityChange,
+)
 from sla.clocks import ClockState
 from sla.events import EventKind, IncidentEvent
 from sla.terms import SlaTerms
@@ -185,6 +192,9 @@ def apply(incident: Incident | None, event: EventRecord) -> Incident:
         raise LifecycleError(f"no such incident {event.incident!r}")
     if event.kind in SIGNAL_KINDS:
         return _apply_signal(incident, event)
+    if event.kind in OBSERVATION_KINDS:
+        # The provider's status page says what it says: no state or clock of ours moves.
+        return incident
     return _apply_user(incident, event)
 
 

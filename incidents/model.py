@@ -14,8 +14,9 @@ from sla.terms import SlaTerms
 IncidentState = Literal["open", "restored", "resolved"]
 INCIDENT_STATES: tuple[IncidentState, ...] = get_args(IncidentState)
 
-# Who recorded an event: the classifier (live), a replay, the CLI or the web API.
-EventSource = Literal["classifier", "replay", "cli", "api"]
+# Who recorded an event: the classifier (live), a replay, the CLI, the web API, or the
+# poller of the provider's own status page.
+EventSource = Literal["classifier", "replay", "cli", "api", "status_page"]
 EVENT_SOURCES: tuple[EventSource, ...] = get_args(EventSource)
 
 # Events the classifier's signals become; they carry a dedupe key (see EventRecord.key).
@@ -32,7 +33,11 @@ UserKind = Literal[
     "resolved",
 ]
 USER_KINDS: tuple[UserKind, ...] = get_args(UserKind)
-RECORD_KINDS: tuple[str, ...] = (*SIGNAL_KINDS, *USER_KINDS)
+# What was observed beside the incident (the provider's status page): recorded with a key,
+# shown in evidence, and changing nothing of the incident or its clocks.
+ObservationKind = Literal["provider_status_changed"]
+OBSERVATION_KINDS: tuple[ObservationKind, ...] = get_args(ObservationKind)
+RECORD_KINDS: tuple[str, ...] = (*SIGNAL_KINDS, *USER_KINDS, *OBSERVATION_KINDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from slawatch.pagedata import (
     status_document,
     status_window,
 )
+from slawatch.provider_poller import add_status_poller
 from slawatch.reportspage import render_reports_page
 from slawatch.server import bearer_matches, is_loopback
 from slawatch.status import HEALTHY_LAG_S
@@ -83,6 +84,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/incidents/{id}/evidence", evidence)
     app.router.add_post("/api/v1/incidents/{id}/events", post_event)
     add_ingest_routes(app, daemon)
+    add_status_poller(app, daemon)
     return app
 
 

@@ -191,25 +191,41 @@ async def test_sdk_spans_open_the_incident_at_the_first_failing_second(tmp_path:
         incident = incidents[0]
         assert incident["started_at"] == _rfc3339(first_failing)
         assert incident["channels"] == ["api"]
-        status, body = daemon.get(f"/api/v1/incidents/{incident['id']}/evidence?format=json")
-        assert status == 200
-        bundle = json.loads(body)
-        probers = {sample["prober"] for sample in bundle["samples"]}
-        assert probers == {"traffic:checkout", "traffic:billing"}
-        failing = [s for s in bundle["samples"] if s["outcome"] == "server_error"]
-        assert failing
-        assert {s["detail"] for s in failing} == {"HTTP 503"}
-        metrics = daemon.get("/metrics")[1].decode()
-        assert (
-            'slawatch_ingested_attempts_total{channel="api",outcome="server_error",'
-            'service="sparkpost",source="traffic"} '
-            f"{float(2 * FAIL_S * CALLS_PER_SECOND)}"
-        ) in metrics
+        _check_evidence(daemon, incident["id"])
     finally:
         protobuf.shutdown()
         json_provider.shutdown()
         daemon.stop()
         await runner.cleanup()
+
+
+def _check_evidence(daemon: Daemon, incident: str) -> None:
+    """The bundle's samples, records and summary show the traffic source; so does the ticket."""
+    status, body = daemon.get(f"/api/v1/incidents/{incident}/evidence?format=json")
+    assert status == 200
+    bundle = json.loads(body)
+    probers = {sample["prober"] for sample in bundle["samples"]}
+    assert probers == {"traffic:checkout", "traffic:billing"}
+    failing = [s for s in bundle["samples"] if s["outcome"] == "server_error"]
+    assert failing
+    assert {(s["detail"], s["source"]) for s in failing} == {("HTTP 503", "traffic")}
+    calls = 2 * FAIL_S * CALLS_PER_SECOND
+    counted = bundle["summary"]["sources"]["api"]["unavailable"]
+    assert counted["traffic"] == {"attempts": calls, "failed": calls}
+    bad = [r for r in bundle["records"] if r["verdict"] == "unavailable"]
+    assert len(bad) == FAIL_S
+    assert {r["traffic_server_error"] for r in bad} == {2 * CALLS_PER_SECOND}
+    markdown = daemon.get(f"/api/v1/incidents/{incident}/evidence?format=md")[1]
+    assert markdown.decode().splitlines()[2] == (
+        f"In each of these {FAIL_S} seconds, all {calls} of our production API calls "
+        "failed (HTTP 503)."
+    )
+    metrics = daemon.get("/metrics")[1].decode()
+    assert (
+        'slawatch_ingested_attempts_total{channel="api",outcome="server_error",'
+        'service="sparkpost",source="traffic"} '
+        f"{float(2 * FAIL_S * CALLS_PER_SECOND)}"
+    ) in metrics
 
 
 def _rfc3339(second: int) -> str:
