@@ -28,8 +28,10 @@ refused (those no rule matches among them); a request none of whose spans was ta
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,6 +53,11 @@ from slawatch.server import bearer_matches
 MAX_ERRORS = 20
 # Read from the request in pieces of this size (the bound is checked after each).
 _CHUNK = 64 * 1024
+# Spans taken between two yields to the event loop: a large export must not delay the
+# probes' launches by more than a few milliseconds.
+YIELD_EVERY = 128
+# Redacted details remembered (traffic repeats few: "HTTP 200", "HTTP 503").
+_MAX_DETAILS = 4096
 JSON_LINES_TYPES = frozenset(
     {
         "application/x-ndjson",
@@ -79,6 +86,10 @@ class Tally:
     late: int = 0
     refused: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
+    # Accepted attempts by (service, channel, source, outcome), and late ones by (service,
+    # source): the metrics move once per request, not once per attempt.
+    taken: Counter[tuple[str, str, str, str]] = dataclasses.field(default_factory=Counter)
+    late_by: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
 
     def refuse(self, message: str) -> None:
         """Count one refused item, keeping the first MAX_ERRORS messages."""
@@ -105,6 +116,9 @@ class Ingest:
         # The traffic rules of the config they were compiled from (rebuilt after a reload).
         self._rules_of: LoadedConfig | None = None
         self._rules = TrafficRules([])
+        # detail → redacted detail, for the config in ``_details_of``.
+        self._details: dict[str, str] = {}
+        self._details_of: LoadedConfig | None = None
 
     @property
     def rules(self) -> TrafficRules:
@@ -148,6 +162,15 @@ class Ingest:
             if len(body) > limit:
                 raise too_large
 
+    def _redacted(self, detail: str) -> str:
+        loaded = self.daemon.loaded
+        if loaded is not self._details_of or len(self._details) >= _MAX_DETAILS:
+            self._details, self._details_of = {}, loaded
+        done = self._details.get(detail)
+        if done is None:
+            done = self._details[detail] = loaded.redact(detail)
+        return done
+
     def take(self, attempt: Attempt, now: float, tally: Tally, where: str) -> None:
         """Pool one attempt, count it late, or refuse it with its reason (``where``: its line)."""
         daemon = self.daemon
@@ -175,16 +198,21 @@ class Ingest:
                 f"old: its second was judged more than {format_duration(behind)} ago",
             )
             return
-        attempt = dataclasses.replace(attempt, detail=daemon.loaded.redact(attempt.detail))
+        detail = self._redacted(attempt.detail) if attempt.detail else ""
+        if detail != attempt.detail:
+            attempt = dataclasses.replace(attempt, detail=detail)
         try:
             taken = daemon.classifier.add(attempt)
         except UnknownServiceError as exc:
             self._refuse(tally, "unknown_service", f"{where}: service: {exc}")
             return
         daemon.recorder.attempt(attempt)
-        self.metrics.attempt(attempt, late=not taken)
+        source = attempt.source.value
+        tally.taken[attempt.service, attempt.channel.value, source, attempt.outcome.value] += 1
         tally.accepted += 1
-        tally.late += not taken
+        if not taken:
+            tally.late += 1
+            tally.late_by[attempt.service, source] += 1
 
     def _refuse(self, tally: Tally, reason: str, message: str) -> None:
         self.metrics.refuse(reason)
@@ -201,13 +229,16 @@ class Ingest:
                 continue
             if attempt is not None:
                 self.take(attempt, now, tally, f"line {number}")
+        self.metrics.count(tally.taken, tally.late_by)
         return tally
 
-    def traces(self, found: Iterable[Span], now: float) -> Tally:
+    async def traces(self, found: Iterable[Span], now: float) -> Tally:
         """Take the attempts of the spans that match a traffic rule; refuse the others."""
         tally = Tally()
         rules = self.rules
         for number, span in enumerate(found, 1):
+            if not number % YIELD_EVERY:
+                await asyncio.sleep(0)
             attempt = rules.attempt(span)
             if attempt is None:
                 self._refuse(
@@ -215,6 +246,7 @@ class Ingest:
                 )
                 continue
             self.take(attempt, now, tally, f"span {number}")
+        self.metrics.count(tally.taken, tally.late_by)
         return tally
 
 
@@ -278,7 +310,7 @@ async def export_traces(request: web.Request) -> web.Response:
             content_type=encoding,
             headers=headers,
         )
-    tally = ingest.traces(otlp.spans(export), ingest.daemon.clock.time())
+    tally = await ingest.traces(otlp.spans(export), ingest.daemon.clock.time())
     message = "; ".join(tally.errors[:OTLP_ERRORS_SHOWN])
     if tally.refused:
         message = f"{tally.refused} spans refused: {message}"

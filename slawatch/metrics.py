@@ -263,13 +263,16 @@ class IngestMetrics:
         for reason in REFUSAL_REASONS:
             self.refused.labels(reason)
 
-    def attempt(self, attempt: Attempt, *, late: bool) -> None:
-        """Count one accepted attempt (and whether it came too late to be judged)."""
-        self.ingested.labels(
-            attempt.service, attempt.channel.value, attempt.source.value, attempt.outcome.value
-        ).inc()
-        if late:
-            self.late.labels(attempt.service, attempt.source.value).inc()
+    def count(
+        self,
+        taken: Mapping[tuple[str, str, str, str], int],
+        late: Mapping[tuple[str, str], int],
+    ) -> None:
+        """Count accepted attempts (by service, channel, source, outcome) and late ones."""
+        for labels, n in taken.items():
+            self.ingested.labels(*labels).inc(n)
+        for pair, n in late.items():
+            self.late.labels(*pair).inc(n)
 
     def refuse(self, reason: str, count: int = 1) -> None:
         """Count refusals of one reason (one of REFUSAL_REASONS)."""

@@ -14,7 +14,7 @@ spans refused), a ``google.rpc.Status`` on refusal, each in the request's encodi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from google.protobuf import json_format
@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as SpanStatusProto
 
@@ -96,7 +96,7 @@ def _items(document: Any, *keys: str) -> Iterator[dict[str, Any]]:
 def spans(request: ExportTraceServiceRequest) -> Iterator[Span]:
     """Every span of an export, with its resource's service.name."""
     for resource_spans in request.resource_spans:
-        service = _value(_attributes(resource_spans.resource.attributes).get("service.name", ""))
+        service = _attributes(resource_spans.resource.attributes).get("service.name", "")
         service_name = service if isinstance(service, str) else str(service)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
@@ -108,15 +108,15 @@ def _span(span: ProtoSpan, service_name: str) -> Span:
     for event in span.events:
         if event.name == "exception":
             found = _attributes(event.attributes)
-            kind = _value(found.get("exception.type", ""))
-            message = _value(found.get("exception.message", ""))
+            kind = found.get("exception.type", "")
+            message = found.get("exception.message", "")
             exceptions.append(f"{kind}: {message}" if message else str(kind))
     return Span(
         name=span.name,
         kind=span.kind,
         start=span.start_time_unix_nano * _NANO,
         end=span.end_time_unix_nano * _NANO,
-        attributes={key: _value(value) for key, value in _attributes(span.attributes).items()},
+        attributes=_attributes(span.attributes),
         status=_STATUS.get(span.status.code, "unset"),
         status_message=span.status.message,
         exceptions=tuple(exceptions),
@@ -124,22 +124,18 @@ def _span(span: ProtoSpan, service_name: str) -> Span:
     )
 
 
-def _attributes(attributes: Any) -> dict[str, AnyValue | str]:
-    found: dict[str, AnyValue | str] = {}
+def _attributes(attributes: Iterable[KeyValue]) -> dict[str, Any]:
+    """Scalar attributes by key (arrays, maps, bytes and empty values are left out)."""
+    found: dict[str, Any] = {}
     for item in attributes:
-        assert isinstance(item, KeyValue)  # noqa: S101  (the repeated field's element type)
-        found[item.key] = item.value
+        value = item.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:
+            found[item.key] = getattr(value, kind)
     return found
 
 
-def _value(value: AnyValue | str) -> Any:
-    """A scalar attribute value (None for arrays, maps, bytes and empty values)."""
-    if isinstance(value, str):
-        return value
-    kind = value.WhichOneof("value")
-    if kind in ("string_value", "int_value", "bool_value", "double_value"):
-        return getattr(value, kind)
-    return None
+_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})
 
 
 def success(content_type: str, refused: int, message: str) -> bytes:
