@@ -484,6 +484,10 @@ def evidence_source(
         environment=environment,
         declared=declared,
     )
+    # Ingested attempts that came after their second was judged: counted, never judged.
+    summary["late_attempts"] = sum(
+        int(e.data.get("count", 0)) for e in events if e.kind == "attempts_late"
+    )
     head: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "generated_at": format_time(now),
@@ -1073,6 +1077,11 @@ def _markdown(sealed: Sealed) -> str:
         f"- **Started:** {incident['started_at']} · **Detected:** {incident['detected_at']} · "
         f"**Restored:** {incident['restored_at'] or 'not yet'}",
     ]
+    if summary.get("late_attempts"):
+        lines.append(
+            f"- **Late attempts:** {summary['late_attempts']} ingested attempts arrived after "
+            "their second was judged: listed in the events, not counted in any second"
+        )
     if incident["ticket"]:
         lines.append(f"- **Ticket:** {incident['ticket']}")
     lines += _provider_lines(head)

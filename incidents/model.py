@@ -33,9 +33,10 @@ UserKind = Literal[
     "resolved",
 ]
 USER_KINDS: tuple[UserKind, ...] = get_args(UserKind)
-# What was observed beside the incident (the provider's status page): recorded with a key,
-# shown in evidence, and changing nothing of the incident or its clocks.
-ObservationKind = Literal["provider_status_changed"]
+# What was observed beside the incident (the provider's status page, ingested attempts that
+# came after their second was judged): recorded with a key, shown in evidence, and changing
+# nothing of the incident or its clocks.
+ObservationKind = Literal["provider_status_changed", "attempts_late"]
 OBSERVATION_KINDS: tuple[ObservationKind, ...] = get_args(ObservationKind)
 RECORD_KINDS: tuple[str, ...] = (*SIGNAL_KINDS, *USER_KINDS, *OBSERVATION_KINDS)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -42,6 +43,8 @@ from classifier.replay import ReplayError, parse_line
 from config import LoadedConfig
 from config.durations import format_duration
 from config.timetext import format_time
+from incidents.model import EventRecord
+from incidents.store import Batch
 from probe.attempt import Attempt, Channel, Source
 from probe.traffic import Span, TrafficRules
 from slawatch import otlp
@@ -90,6 +93,8 @@ class Tally:
     # source): the metrics move once per request, not once per attempt.
     taken: Counter[tuple[str, str, str, str]] = dataclasses.field(default_factory=Counter)
     late_by: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
+    # (service, source) → the first and last second of its late attempts.
+    late_seconds: dict[tuple[str, str], tuple[int, int]] = dataclasses.field(default_factory=dict)
 
     def refuse(self, message: str) -> None:
         """Count one refused item, keeping the first MAX_ERRORS messages."""
@@ -212,7 +217,42 @@ class Ingest:
         tally.accepted += 1
         if not taken:
             tally.late += 1
-            tally.late_by[attempt.service, source] += 1
+            key = (attempt.service, source)
+            tally.late_by[key] += 1
+            second = attempt.second
+            low, high = tally.late_seconds.get(key, (second, second))
+            tally.late_seconds[key] = (min(low, second), max(high, second))
+
+    async def note_late(self, tally: Tally, now: float) -> None:
+        """Record a request's late attempts on their service's open incidents (evidence)."""
+        daemon = self.daemon
+        store = daemon.store
+        if not tally.late_by or store is None:
+            return
+        events = []
+        for kept in list(daemon.follower.open.values()):
+            incident = kept.incident
+            for (service, source), count in sorted(tally.late_by.items()):
+                if service != incident.service:
+                    continue
+                first, last = tally.late_seconds[service, source]
+                events.append(
+                    EventRecord(
+                        incident=incident.id,
+                        kind="attempts_late",
+                        at=now,
+                        source="api",
+                        recorded_at=now,
+                        note=f"{count} {source} attempts of {format_time(first)} to "
+                        f"{format_time(last)} arrived after their second was judged "
+                        "(counted here, not in the verdicts)",
+                        data={"count": count, "source": source, "first": first, "last": last},
+                        key=f"late:{source}:{uuid.uuid4().hex}",
+                    )
+                )
+        if events:
+            await daemon.writer.run(store.commit, Batch(events=events))
+            await daemon.writer.run(daemon.follower.sync, store)
 
     def _refuse(self, tally: Tally, reason: str, message: str) -> None:
         self.metrics.refuse(reason)
@@ -282,7 +322,9 @@ async def push_attempts(request: web.Request) -> web.Response:
         body = await ingest.read_body(request)
     except IngestError as exc:
         return _refusal(ingest, exc)
-    tally = ingest.push(body.split(b"\n"), ingest.daemon.clock.time())
+    now = ingest.daemon.clock.time()
+    tally = ingest.push(body.split(b"\n"), now)
+    await ingest.note_late(tally, now)
     return _answer(tally)
 
 
@@ -310,7 +352,9 @@ async def export_traces(request: web.Request) -> web.Response:
             content_type=encoding,
             headers=headers,
         )
-    tally = await ingest.traces(otlp.spans(export), ingest.daemon.clock.time())
+    now = ingest.daemon.clock.time()
+    tally = await ingest.traces(otlp.spans(export), now)
+    await ingest.note_late(tally, now)
     message = "; ".join(tally.errors[:OTLP_ERRORS_SHOWN])
     if tally.refused:
         message = f"{tally.refused} spans refused: {message}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from config.timetext import format_time
+from incidents.evidence import evidence_source, write_evidence
 from incidents.sqlite_store import SqliteStore
 from probe.clock import ManualClock
 from slawatch.daemon import Daemon
@@ -37,12 +39,14 @@ class Site:
     store: SqliteStore
 
 
-async def _site(tmp_path: Path, server: dict[str, Any], ingest: dict[str, Any]) -> Site:
+async def _site(
+    tmp_path: Path, server: dict[str, Any], ingest: dict[str, Any], **service: Any
+) -> Site:
     config = {
         "prober": {"id": "push-1"},
         "server": {"listen": "127.0.0.1:9797", **server},
         "ingest": ingest,
-        "services": [{"name": "sparkpost"}],
+        "services": [{"name": "sparkpost", **service}],
     }
     loaded = config_from_yaml(config, path=tmp_path / "slawatch.yaml")
     store = SqliteStore(tmp_path / "store.db")
@@ -259,6 +263,49 @@ async def test_no_token_configured_means_no_ingestion(tmp_path: Path) -> None:
         assert (status, answer) == (
             403,
             {"error": "ingestion is off: it always needs server.token"},
+        )
+    finally:
+        await made.client.close()
+        made.store.close()
+
+
+async def test_late_attempts_are_noted_on_the_open_incident(tmp_path: Path) -> None:
+    """Late attempts land as an event on the open incident, and its evidence counts them."""
+    made = await _site(
+        tmp_path,
+        {"token": TOKEN},
+        {"max_behind": "30s"},
+        sla={"policy": "megaport", "calendar": "uk"},
+        classifier={"critical_after": "3s"},
+    )
+    try:
+        for offset in range(6):
+            status, _ = await push(made, line(NOW + offset + 0.5))
+            assert status == 200
+            made.clock.advance(1)
+            await made.daemon.tick(made.clock.time())
+        made.clock.advance(HORIZON + 1)
+        await made.daemon.tick(made.clock.time())
+        (incident,) = made.store.incidents(state="open")
+        status, answer = await push(made, line(NOW + 1.5) + "\n" + line(NOW + 2.5))
+        assert (status, answer["late"]) == (200, 2)
+        late = [e for e in made.store.events(incident.id) if e.kind == "attempts_late"]
+        assert [e.data for e in late] == [
+            {"count": 2, "source": "traffic", "first": NOW + 1, "last": NOW + 2}
+        ]
+        assert late[0].note == (
+            "2 traffic attempts of 2026-11-20T12:00:01Z to 2026-11-20T12:00:02Z arrived after "
+            "their second was judged (counted here, not in the verdicts)"
+        )
+        source = evidence_source(
+            made.store, incident.id, made.daemon.loaded, now=made.clock.time(), version="t"
+        )
+        assert source is not None
+        assert source.head["summary"]["late_attempts"] == 2
+        out = io.StringIO()
+        write_evidence(out, "md", source)
+        assert (
+            "- **Late attempts:** 2 ingested attempts arrived after their second" in out.getvalue()
         )
     finally:
         await made.client.close()
