@@ -44,7 +44,9 @@ def test_check_config_reports_the_database(tmp_path: Path, postgres: PgCluster) 
     with _store(url):
         pass
     again = run_slawatch("check-config", "c.yaml", cwd=tmp_path)
-    assert "schema version 1" in again.stdout
+    from incidents.pg_store import SCHEMA_VERSION
+
+    assert f"schema version {SCHEMA_VERSION}" in again.stdout
 
 
 def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
