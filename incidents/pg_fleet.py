@@ -398,7 +398,9 @@ class PgFleet:
     def claim(
         self, now: float, *, hold: float, channel: str | None = None, limit: int = 100
     ) -> list[Notification]:
-        """Claim pending notifications due by ``now`` for ``hold`` seconds (any instance).
+        """Claim pending notifications for ``hold`` seconds from ``now`` (any instance).
+
+        A row's ``next_at`` is left to its worker, which waits for it (channel order holds).
 
         ``FOR UPDATE SKIP LOCKED`` with a ``claimed_until``: two instances claiming at once
         get different rows, and a claim lapses if its instance dies before marking it.
@@ -408,7 +410,6 @@ class PgFleet:
             cur.execute(
                 f"SELECT {OUTBOX_COLUMNS} FROM outbox "  # noqa: S608  (constant columns)
                 "WHERE state = 'pending' AND (%(channel)s::text IS NULL OR channel = %(channel)s) "
-                "AND (next_at IS NULL OR next_at <= %(now)s) "
                 "AND (claimed_until IS NULL OR claimed_until < %(now)s) "
                 "ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
                 {"channel": channel, "now": now, "limit": limit},
