@@ -427,6 +427,8 @@ class PgFleet:
 
 def _fence(cur: psycopg.Cursor[Any], member: str, epoch: int, ttl: float) -> None:
     """Renew the lease if this member still holds it at ``epoch``; Fenced (rolled back) if not."""
+    # A holder paused mid-transaction must not keep the lease row locked past its lease.
+    cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = {max(1, int(ttl * 1000))}")
     cur.execute(
         "UPDATE lease SET expires_at = clock_timestamp() + make_interval(secs => %s) "
         "WHERE name = %s AND holder = %s AND epoch = %s AND expires_at >= clock_timestamp()",

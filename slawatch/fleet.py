@@ -51,7 +51,7 @@ LATE_WINDOW_S = 86_400
 # Seconds kept in memory while the database refuses them (a day of one prober).
 MAX_UNPUBLISHED = 86_400
 # A claimed notification is left to its deliverer for this long.
-CLAIM_HOLD_S = 120.0
+CLAIM_HOLD_S = 30.0
 ROLES = ("leader", "follower")
 
 
@@ -226,7 +226,7 @@ class FleetMember:
         self.lease_holder, self.lease_epoch = lease.holder, lease.epoch
         self._observe()
         if epoch is None:
-            self._step_down("")
+            self._step_down(f"the lease is held by {lease.holder!r} at epoch {lease.epoch}")
             return found
         if epoch != self.epoch or self._classifier is None:
             self._take_over(epoch)

@@ -1,0 +1,112 @@
+"""A fleet of three `slawatch run` processes on one PostgreSQL: pooling, failover, fencing.
+
+Each location probes its own loopback provider. Every scenario checks that the pooled
+verdicts are contiguous, that there is exactly one incident starting at the fault's first
+second, and that each notification reached the sink with exactly one idempotency key.
+Waits are on real time: the processes under test run on it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import wait_for
+from tests.support.fleet import TTL_S, Fleet, running_fleet
+from tests.support.postgres import PgCluster
+
+pytestmark = pytest.mark.slow
+
+
+def _now() -> float:
+    return time.time()  # noqa: TID251  (the processes under test run on real time)
+
+
+def _restored(fleet: Fleet) -> bool:
+    return any(r.body["event"] == "restored" for r in fleet.receiver.got)
+
+
+def _finish(fleet: Fleet) -> None:
+    """Heal, and wait for the restore to be notified and every member's seconds pooled."""
+    healed = fleet.set_up()
+    wait_for(lambda: _restored(fleet), 30, "the restore notification")
+    fleet.wait_pooled(healed + 2)
+
+
+def test_one_location_is_partial_all_three_is_one_incident(
+    tmp_path: Path, postgres: PgCluster
+) -> None:
+    """Seen by 1 of 3 locations: partial, no incident; by all 3: one incident, 3 probers a second."""
+    with running_fleet(tmp_path, postgres) as fleet:
+        fleet.leader()
+        time.sleep(3)
+        one = fleet.set_down(0)
+        time.sleep(10)
+        fault_at = fleet.set_down()
+        time.sleep(11)
+        healed = _now()
+        _finish(fleet)
+        verdicts = fleet.verdicts()
+        assert {verdicts[s] for s in range(int(one) + 2, int(fault_at) - 1)} == {"partial"}
+        assert {verdicts[s] for s in range(int(fault_at) + 2, int(healed) - 1)} == {"unavailable"}
+        fleet.check_invariants(fault_at)
+        reporting = fleet.sql(
+            "SELECT cardinality(reporting) FROM pooled_seconds "
+            f"WHERE second BETWEEN {int(fault_at)} AND {int(healed)}"  # noqa: S608  (integers)
+        )
+        assert {int(n) for (n,) in reporting} == {3}
+
+
+def test_kill_the_finalizer_mid_outage(tmp_path: Path, postgres: PgCluster) -> None:
+    """kill -9 of the lease holder: another takes over within ttl + 2 s; no second lost or doubled."""
+    with running_fleet(tmp_path, postgres) as fleet:
+        old = fleet.leader()
+        time.sleep(3)
+        fault_at = fleet.set_down()
+        time.sleep(5)
+        killed_at = _now()
+        fleet.member(old).kill()
+        new = wait_for(lambda: (h := fleet.holder()) not in (None, old) and h, 10, "a new holder")
+        assert _now() - killed_at <= TTL_S + 2
+        assert new != old
+        time.sleep(8)
+        _finish(fleet)
+        fleet.check_invariants(fault_at)
+        epochs = fleet.event_epochs()
+        assert epochs == sorted(epochs)
+        assert epochs[-1] >= 2
+
+
+def test_a_paused_finalizer_is_fenced(tmp_path: Path, postgres: PgCluster) -> None:
+    """SIGSTOP of the holder past its lease, then SIGCONT: it steps down and never commits again."""
+    with running_fleet(tmp_path, postgres) as fleet:
+        old = fleet.leader()
+        old_epoch = fleet.epoch()
+        time.sleep(3)
+        fault_at = fleet.set_down()
+        time.sleep(3)
+        paused = fleet.member(old)
+        paused.signal(signal.SIGSTOP)
+        try:
+            new = wait_for(
+                lambda: (h := fleet.holder()) not in (None, old) and h, 10, "a new holder"
+            )
+            time.sleep(2 * TTL_S)
+        finally:
+            paused.signal(signal.SIGCONT)
+        new_epoch = fleet.epoch()
+        assert new_epoch > old_epoch
+        time.sleep(6)
+        _finish(fleet)
+        assert fleet.leader() != old or new == old
+        messages = [r["message"] for r in paused.log_lines()]
+        assert "stepping down as finalizer" in messages
+        rows = fleet.sql("SELECT second, epoch FROM pooled_seconds ORDER BY second")
+        first_new = min(int(s) for s, e in rows if int(e) > old_epoch)
+        assert all(int(s) < first_new for s, e in rows if int(e) == old_epoch)
+        epochs = [int(e) for _, e in rows]
+        assert epochs == sorted(epochs)
+        fleet.check_invariants(fault_at)
