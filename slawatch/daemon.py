@@ -247,8 +247,16 @@ class Daemon:
             )
         )
         if self.fleet is not None:
-            found = await self.writer.run(self.fleet.step, self.fleet.cut(now))
+            fleet = self.fleet
+            found = await self.writer.run(fleet.step, fleet.cut(now))
             self._judge(found, now, recorded=True)
+            # Beyond max_clock_offset the finalizer sets this prober's attempts aside.
+            self.follower.queue(
+                self.follower.rules.prober_health(
+                    "clock_offset", healthy=fleet.clock_healthy, now=now,
+                    detail=f"clock offset {fleet.clock_offset or 0.0:+.3f}s to the database",
+                )
+            )  # fmt: skip
         else:
             self._judge(self.classifier.advance(now), now)
         await self._settle(now)

@@ -141,6 +141,8 @@ class FleetMember:
         self.late_counts: Counter[str] = Counter()
         self.lease_holder: str | None = None
         self.lease_epoch = 0
+        # This prober's last measured offset to the database clock (None until measured).
+        self.clock_offset: float | None = None
 
     @property
     def leader(self) -> bool:
@@ -209,8 +211,15 @@ class FleetMember:
         try:
             offset = self.fleet.measure_offset(self.local_time)
             self.fleet.set_clock_offset(offset)
+            self.clock_offset = offset
         except Exception as exc:  # noqa: BLE001  (measured again at the next interval)
             log.warning("cannot measure the clock offset", extra={"error": str(exc)})
+
+    @property
+    def clock_healthy(self) -> bool:
+        """Whether this prober's clock is within ``max_clock_offset`` of the database's."""
+        offset = self.clock_offset
+        return offset is None or abs(offset) <= self.loaded.config.cluster.max_clock_offset
 
     def finalize(self) -> Finalized:
         """Take or renew the lease; as the holder, pool and commit what became final."""

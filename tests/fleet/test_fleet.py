@@ -108,3 +108,33 @@ def test_a_paused_finalizer_is_fenced(tmp_path: Path, postgres: PgCluster) -> No
         epochs = [int(e) for _, e in rows]
         assert epochs == sorted(epochs)
         fleet.check_invariants(fault_at)
+
+
+def test_a_prober_whose_clock_is_off_is_set_aside(tmp_path: Path, postgres: PgCluster) -> None:
+    """A clock 2 s off: set aside and flagged unhealthy; one 100 ms off: judged as usual."""
+    with running_fleet(tmp_path, postgres, skews={1: 0.1, 2: 2.0}) as fleet:
+        fleet.leader()
+
+        def measured() -> dict[str, float] | None:
+            probers = fleet.member("loc1").json("/api/v1/cluster")["probers"]
+            offsets = {p["id"]: p["clock_offset_s"] for p in probers}
+            return offsets if None not in offsets.values() and len(offsets) == 3 else None
+
+        offsets = wait_for(measured, 15, "three clock offsets")
+        assert abs(offsets["loc3"] - 2.0) < 0.2
+        assert abs(offsets["loc2"] - 0.1) < 0.1
+        assert abs(offsets["loc1"]) < 0.1
+        time.sleep(2)
+        fault_at = fleet.set_down()
+        time.sleep(11)
+        healed = _now()
+        _finish(fleet)
+        rows = fleet.sql(
+            "SELECT reporting, set_aside FROM pooled_seconds "  # noqa: S608  (integers)
+            f"WHERE second BETWEEN {int(fault_at)} AND {int(healed)}"
+        )
+        assert {tuple(r) for r in rows} == {("{loc1,loc2}", "{loc3}")}
+        fleet.check_invariants(fault_at)
+        flagged = [n for n in fleet.prober_notes() if n["check"] == "clock_offset"]
+        assert [n["id"] for n in flagged] == ["loc3"]
+        assert "clock offset +2.0" in flagged[0]["detail"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,10 @@ from typing import Any
 from slawatch.simulator import SimulatedProvider
 from tests.support.daemon import Daemon, wait_for, write_config
 from tests.support.loop_thread import LoopThread
+from tests.support.paths import ROOT
 from tests.support.postgres import PgCluster
 from tests.support.provider import running
-from tests.support.receiver import Receiver
+from tests.support.receiver import Received, Receiver
 from tests.support.servers import free_port, serve_app
 
 # Short thresholds, so a scenario lasts well under a minute.
@@ -52,7 +53,12 @@ def member_config(
             }
         ],
         "notify": [
-            {"name": "ops", "type": "webhook", "url": hook_url, "events": ["opened", "restored"]}
+            {
+                "name": "ops",
+                "type": "webhook",
+                "url": hook_url,
+                "events": ["opened", "restored", "prober_unhealthy"],
+            }
         ],
     }
 
@@ -143,7 +149,7 @@ class Fleet:
         # The fault starts mid-second: its first second is that one or the next (launch offset).
         assert incident[1] in (int(fault_at), int(fault_at) + 1), (incident, fault_at)
         keys: dict[tuple[str, str], set[str]] = {}
-        for got in self.receiver.got:
+        for got in self.incident_notes():
             body = got.body
             keys.setdefault((body["event"], body["incident"]["id"]), set()).add(
                 got.headers["Idempotency-Key"]
@@ -152,14 +158,32 @@ class Fleet:
         assert all(len(k) == 1 for k in keys.values()), keys
         return incident[0]
 
+    def incident_notes(self) -> list[Received]:
+        """The notifications about incidents the sink received (not the probers' own notices)."""
+        return [got for got in self.receiver.got if got.body["incident"] is not None]
+
+    def prober_notes(self) -> list[dict[str, Any]]:
+        """The probers' own notices (prober_unhealthy) the sink received: their prober part."""
+        return [got.body["prober"] for got in self.receiver.got if got.body["incident"] is None]
+
     def event_epochs(self) -> list[int]:
         """The lease epoch of every event row, in seq order."""
         return [int(r[0]) for r in self.sql("SELECT epoch FROM events ORDER BY seq")]
 
 
 @contextlib.contextmanager
-def running_fleet(folder: Path, pg: PgCluster, count: int = 3, **cluster: Any) -> Iterator[Fleet]:
-    """``count`` members on a fresh database, each with its own provider; stopped on exit."""
+def running_fleet(
+    folder: Path,
+    pg: PgCluster,
+    count: int = 3,
+    *,
+    skews: Mapping[int, float] | None = None,
+    **cluster: Any,
+) -> Iterator[Fleet]:
+    """``count`` members on a fresh database, each with its own provider; stopped on exit.
+
+    ``skews`` sets members' clocks off (member index → seconds ahead of the true time).
+    """
     url = pg.new_database()
     with LoopThread() as thread:
         receiver = Receiver()
@@ -174,7 +198,19 @@ def running_fleet(folder: Path, pg: PgCluster, count: int = 3, **cluster: Any) -
             port = free_port()
             hook = f"http://127.0.0.1:{hook_port}/hook"
             write_config(home, member_config(provider, port, prober, url, hook, **cluster))
-            members.append(Daemon(home, port))
+            skew = (skews or {}).get(len(members))
+            if skew is None:
+                members.append(Daemon(home, port))
+            else:
+                members.append(
+                    Daemon(
+                        home,
+                        port,
+                        env={"PYTHONPATH": str(ROOT)},
+                        module="tests.support.skewed_run",
+                        module_args=[str(skew)],
+                    )
+                )
         fleet = Fleet(pg, url, members, providers, receiver, ids)
         try:
             for member in members:
