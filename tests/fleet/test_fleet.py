@@ -138,3 +138,25 @@ def test_a_prober_whose_clock_is_off_is_set_aside(tmp_path: Path, postgres: PgCl
         flagged = [n for n in fleet.prober_notes() if n["check"] == "clock_offset"]
         assert [n["id"] for n in flagged] == ["loc3"]
         assert "clock offset +2.0" in flagged[0]["detail"]
+
+
+def test_a_database_restart_mid_outage(tmp_path: Path, postgres: PgCluster) -> None:
+    """`pg_ctl restart -m immediate` mid-outage: members keep their seconds and publish them
+    after, the finalizer resumes; nothing lost or doubled."""
+    with running_fleet(tmp_path, postgres) as fleet:
+        fleet.leader()
+        time.sleep(3)
+        fault_at = fleet.set_down()
+        time.sleep(4)
+        postgres.restart("immediate")
+        time.sleep(8)
+        healed = _now()
+        _finish(fleet)
+        verdicts = fleet.verdicts()
+        assert {verdicts[s] for s in range(int(fault_at) + 2, int(healed) - 1)} == {"unavailable"}
+        fleet.check_invariants(fault_at)
+        reporting = fleet.sql(
+            "SELECT cardinality(reporting) FROM pooled_seconds "  # noqa: S608  (integers)
+            f"WHERE second BETWEEN {int(fault_at)} AND {int(healed)}"
+        )
+        assert {int(n) for (n,) in reporting} == {3}
