@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from config.timetext import format_time
 from incidents.commit import plan_events
 from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
@@ -499,6 +500,56 @@ class PgStore:
         )
         return [notification_row(row) for row in rows]
 
+    def vantage(self, first: int, last: int, incident: tuple[int, int]) -> dict[str, Any] | None:
+        """Who pooled seconds ``first..last`` came from, in runs of equal counts (None: none).
+
+        ``seconds`` lists runs ``{from, to, probers_reporting, probers_expected}`` (``to``
+        inclusive, RFC 3339) covering every pooled second; ``probers`` every prober whose
+        attempts were judged, with its group; ``incident`` how many probers and locations
+        reported in each second of the incident's span (the fewest and the most).
+        """
+        rows = self._read(
+            "SELECT second, cardinality(reporting), cardinality(expected) FROM pooled_seconds "
+            "WHERE second BETWEEN %s AND %s ORDER BY second",
+            (first, last),
+        )
+        if not rows:
+            return None
+        runs: list[list[int]] = []
+        for second, reporting, expected in rows:
+            if runs and runs[-1][1] + 1 == second and runs[-1][2:] == [reporting, expected]:
+                runs[-1][1] = second
+            else:
+                runs.append([second, second, reporting, expected])
+        probers = self._read(
+            "SELECT DISTINCT r.id, coalesce(p.grp, '') FROM pooled_seconds s, "
+            "unnest(s.reporting) AS r (id) LEFT JOIN probers p ON p.id = r.id "
+            "WHERE s.second BETWEEN %s AND %s ORDER BY 1",
+            (first, last),
+        )
+        groups = dict(probers)
+        spans = self._read(
+            "SELECT s.reporting FROM pooled_seconds s WHERE s.second BETWEEN %s AND %s",
+            (incident[0], incident[1]),
+        )
+        per_second = [(len(r), len({groups.get(p, p) for p in r})) for (r,) in spans]
+        return {
+            "probers": [{"id": prober, "group": group} for prober, group in probers],
+            "seconds": [
+                {
+                    "from": format_time(a),
+                    "to": format_time(b),
+                    "probers_reporting": reporting,
+                    "probers_expected": expected,
+                }
+                for a, b, reporting, expected in runs
+            ],
+            "incident": {
+                "probers_reporting": _span(p for p, _ in per_second),
+                "locations_reporting": _span(g for _, g in per_second),
+            },
+        }
+
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         """How many notifications each (channel, state) holds."""
         rows = self._read("SELECT channel, state, count(*) FROM outbox GROUP BY channel, state")
@@ -686,6 +737,12 @@ def _run(row: tuple[Any, ...]) -> Run:
         counts=tuple(counts),
         set_aside=set_aside,
     )
+
+
+def _span(values: Iterable[int]) -> dict[str, int] | None:
+    """The fewest and the most of some counts (None when there are none)."""
+    seen = list(values)
+    return {"min": min(seen), "max": max(seen)} if seen else None
 
 
 def display_url(url: str) -> str:

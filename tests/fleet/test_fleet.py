@@ -8,12 +8,14 @@ Waits are on real time: the processes under test run on it.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from incidents.evidence import verify
 from tests.support.daemon import wait_for
 from tests.support.fleet import TTL_S, Fleet, running_fleet
 from tests.support.postgres import PgCluster
@@ -56,6 +58,21 @@ def test_one_location_is_partial_all_three_is_one_incident(
         window = f"second BETWEEN {int(fault_at)} AND {int(healed)}"
         reporting = fleet.sql(f"SELECT cardinality(reporting) FROM pooled_seconds WHERE {window}")  # noqa: S608  (integers)
         assert {int(n) for (n,) in reporting} == {3}
+        _check_evidence(fleet, incident_id=fleet.incidents()[0][0])
+
+
+def _check_evidence(fleet: Fleet, incident_id: str) -> None:
+    """Any member's bundle names the three vantage points, verifies, and says so in Markdown."""
+    member = fleet.members[-1]
+    status, raw = member.get(f"/api/v1/incidents/{incident_id}/evidence?format=json")
+    assert status == 200
+    assert verify(raw.decode()).ok
+    vantage = json.loads(raw)["vantage"]
+    assert vantage["probers"] == [{"id": f"loc{i}", "group": f"loc{i}"} for i in (1, 2, 3)]
+    assert vantage["incident"]["locations_reporting"] == {"min": 3, "max": 3}
+    assert all(run["probers_expected"] == 3 for run in vantage["seconds"][1:])
+    status, md = member.get(f"/api/v1/incidents/{incident_id}/evidence?format=md")
+    assert "**Seen from:** 3 locations and 3 probers in every second of the incident" in md.decode()
 
 
 def test_kill_the_finalizer_mid_outage(tmp_path: Path, postgres: PgCluster) -> None:

@@ -272,3 +272,32 @@ def test_an_enqueue_by_a_fenced_finalizer_writes_nothing(db: tuple[str, Any]) ->
         leader.enqueue(1, 3.0, [_note("k1")], cursor=4)
     assert store.notifications() == []
     assert store.notify_cursor() == 0
+
+
+def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
+    """Runs of equal counts, the probers with their groups, and how many saw the incident."""
+    _, store = db
+    p1, p2 = _fleet(store, "p1"), _fleet(store, "p2")
+    assert store.vantage(T0, T0 + 10, (T0, T0 + 10)) is None
+    epoch = p1.acquire(3.0)
+    pooled = [
+        pool(T0, [ProberSecond("p1", T0)], live=["p1", "p2"]),
+        pool(T0 + 1, [ProberSecond("p1", T0 + 1), ProberSecond("p2", T0 + 1)], live=["p1", "p2"]),
+        pool(T0 + 2, [ProberSecond("p1", T0 + 2), ProberSecond("p2", T0 + 2)], live=["p1", "p2"]),
+    ]
+    p1.finalize(epoch, 3.0, batch=Batch(), pooled=pooled)
+    del p2
+    vantage = store.vantage(T0, T0 + 10, (T0 + 1, T0 + 2))
+    assert vantage["probers"] == [{"id": "p1", "group": "eu"}, {"id": "p2", "group": "eu"}]
+    assert [(r["probers_reporting"], r["probers_expected"]) for r in vantage["seconds"]] == [
+        (1, 2),
+        (2, 2),
+    ]
+    assert vantage["seconds"][1]["to"] == "2026-09-21T14:13:22Z"
+    assert vantage["incident"] == {
+        "probers_reporting": {"min": 2, "max": 2},
+        "locations_reporting": {"min": 1, "max": 1},
+    }
+    spread = store.vantage(T0, T0 + 10, (T0, T0 + 2))["incident"]["probers_reporting"]
+    assert spread == {"min": 1, "max": 2}
+    assert store.vantage(T0, T0 + 10, (T0 + 5, T0 + 6))["incident"]["probers_reporting"] is None
