@@ -155,6 +155,11 @@ def test_a_prober_whose_clock_is_off_is_set_aside(tmp_path: Path, postgres: PgCl
         flagged = [n for n in fleet.prober_notes() if n["check"] == "clock_offset"]
         assert [n["id"] for n in flagged] == ["loc3"]
         assert "clock offset +2.0" in flagged[0]["detail"]
+        shown = fleet.member("loc1").json("/api/v1/probers")["probers"]
+        assert [p["id"] for p in shown] == ["loc1", "loc2", "loc3"]
+        assert [p["healthy"] for p in shown] == [True, True, False]
+        page = fleet.member("loc1").get("/")[1].decode()
+        assert all(f'data-prober="{p}"' in page for p in ("loc1", "loc2", "loc3"))
 
 
 def test_a_database_restart_mid_outage(tmp_path: Path, postgres: PgCluster) -> None:
