@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -344,3 +345,100 @@ def test_the_union_is_order_independent(
     )
     assert sorted(one.entries()) == sorted(two.entries())
     assert isinstance(one.bucket, Bucket)
+
+
+# A fault schedule: per prober, runs of (seconds, outcome of every attempt in them).
+schedule_strategy = st.lists(
+    st.lists(
+        st.tuples(
+            st.integers(1, 12),
+            st.sampled_from(
+                [Outcome.OK, Outcome.TIMEOUT, Outcome.SERVER_ERROR, Outcome.CLIENT_ERROR]
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    min_size=3,
+    max_size=3,
+)
+
+
+def _fleet_attempts(schedule: list[list[tuple[int, Outcome]]], seconds: int) -> list[Attempt]:
+    """Three probers' attempts: every lane once a second, failing as their schedule says."""
+    attempts = []
+    for index, runs in enumerate(schedule):
+        prober = f"p{index + 1}"
+        outcomes = [outcome for length, outcome in runs for _ in range(length)]
+        for second in range(seconds):
+            outcome = outcomes[second % len(outcomes)]
+            for lane_index, (service, channel) in enumerate(LANES):
+                started = T0 + second + 0.1 + 0.2 * index + 0.05 * lane_index
+                attempts.append(
+                    Attempt(
+                        service=service,
+                        channel=channel,
+                        target="t",
+                        prober=prober,
+                        started_at=started,
+                        duration_s=0.1,
+                        outcome=outcome,
+                    )
+                )
+    return attempts
+
+
+def _pooled_and_replayed(
+    schedule: list[list[tuple[int, Outcome]]], seconds: int
+) -> tuple[dict[str, object], list[object], dict[str, object], list[object]]:
+    """(totals, incidents) of the fleet's pooling and of replay over the union of the logs."""
+    from classifier.replay import IncidentTally, replay
+
+    attempts = _fleet_attempts(schedule, seconds)
+    union = sorted(attempts, key=lambda a: a.started_at)
+    lines = [json.dumps(a.to_json()).encode() for a in union]
+    replayed = replay(lines, LOADED.config, LOADED.catalog, horizon=HORIZON)
+    slicers = {p: Slicer(p, HORIZON, T0) for p in ("p1", "p2", "p3")}
+    for attempt in attempts:
+        slicers[attempt.prober].add(attempt)
+    rows = [
+        ProberSecond.unpack(
+            row.prober, row.second, row.pack(LANES), LANES,
+            control_ok=row.control_ok, control_judged=row.control_judged,
+        )
+        for slicer in slicers.values()
+        for row in slicer.take_through(T0 + seconds - 1)
+    ]  # fmt: skip
+    classifier = _classifier(T0)
+    out = Finalized()
+    for second in range(T0, T0 + seconds):
+        for service, channel, prober, outcome, n in pool(second, rows, live=slicers).entries():
+            classifier.add_raw(service, channel, prober, second, outcome, n)
+        classifier.advance_through(second, out)
+    tally = IncidentTally()
+    for signal in out.signals:
+        tally.take(signal)
+    totals = {s: classifier.totals(s) for s in classifier.services}
+    return totals, list(tally.found()), dict(replayed.services), list(replayed.incidents)
+
+
+@settings(max_examples=8, deadline=None)
+@given(schedule_strategy, st.integers(20, 60))
+def test_the_pooled_fleet_equals_replay_of_the_union(
+    schedule: list[list[tuple[int, Outcome]]], seconds: int
+) -> None:
+    """Three probers' slices, packed, pooled and judged, give exactly what `slawatch replay`
+    gives over the union of their attempt logs: verdict counts and incidents, field for field."""
+    totals, incidents, replayed_totals, replayed_incidents = _pooled_and_replayed(schedule, seconds)
+    assert totals == replayed_totals
+    assert incidents == replayed_incidents
+
+
+def test_an_outage_seen_everywhere_is_one_incident_in_both() -> None:
+    """All three probers fail for 10 s: pooling and replay both find one incident a service."""
+    schedule = [[(10, Outcome.TIMEOUT), (30, Outcome.OK)]] * 3
+    totals, incidents, replayed_totals, replayed_incidents = _pooled_and_replayed(schedule, 40)
+    assert totals == replayed_totals
+    assert incidents == replayed_incidents
+    assert sorted(i.service for i in incidents) == ["a", "b"]
+    assert totals["a"]["combined"]["unavailable"] == 10
