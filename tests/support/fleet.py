@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from tests.support.postgres import PgCluster
 from tests.support.provider import running
 from tests.support.receiver import Received, Receiver
 from tests.support.servers import free_port, serve_app
+from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
 # Short thresholds, so a scenario lasts well under a minute.
 CLASSIFIER = {
@@ -73,6 +74,15 @@ class Fleet:
     providers: list[SimulatedProvider]
     receiver: Receiver
     ids: list[str] = field(default_factory=list)
+    # Members whose database link runs through a partitionable proxy, by id.
+    proxies: dict[str, TcpProxy] = field(default_factory=dict)
+    thread: LoopThread | None = None
+
+    def partition(self, prober: str, *, partitioned: bool = True) -> float:
+        """Cut ``prober`` off the database (or heal it); when it happened."""
+        assert self.thread is not None
+        self.thread.run(self.proxies[prober].set_partitioned(partitioned))
+        return time.time()  # noqa: TID251
 
     @property
     def database(self) -> str:
@@ -178,11 +188,13 @@ def running_fleet(
     count: int = 3,
     *,
     skews: Mapping[int, float] | None = None,
+    proxied: Iterable[int] = (),
     **cluster: Any,
 ) -> Iterator[Fleet]:
     """``count`` members on a fresh database, each with its own provider; stopped on exit.
 
-    ``skews`` sets members' clocks off (member index → seconds ahead of the true time).
+    ``skews`` sets members' clocks off (member index → seconds ahead of the true time);
+    the ``proxied`` members reach the database through a :class:`TcpProxy` each.
     """
     url = pg.new_database()
     with LoopThread() as thread:
@@ -191,13 +203,16 @@ def running_fleet(
         thread.enter(serve_app(receiver.app(), hook_port))
         providers = [thread.enter(running(SimulatedProvider())) for _ in range(count)]
         ids = [f"loc{i + 1}" for i in range(count)]
+        proxies = {ids[i]: thread.enter(tcp_proxy(pg.port)) for i in proxied}
         members = []
         for prober, provider in zip(ids, providers, strict=True):
+            proxy = proxies.get(prober)
+            member_url = url if proxy is None else url.replace(f":{pg.port}/", f":{proxy.port}/")
             home = folder / prober
             home.mkdir()
             port = free_port()
             hook = f"http://127.0.0.1:{hook_port}/hook"
-            write_config(home, member_config(provider, port, prober, url, hook, **cluster))
+            write_config(home, member_config(provider, port, prober, member_url, hook, **cluster))
             skew = (skews or {}).get(len(members))
             if skew is None:
                 members.append(Daemon(home, port))
@@ -211,7 +226,7 @@ def running_fleet(
                         module_args=[str(skew)],
                     )
                 )
-        fleet = Fleet(pg, url, members, providers, receiver, ids)
+        fleet = Fleet(pg, url, members, providers, receiver, ids, proxies, thread)
         try:
             for member in members:
                 member.start()
