@@ -289,7 +289,10 @@ class Daemon:
         follower = self.follower
         if self.fleet is None:
             await self.writer.commit(store, self.recorder.take(self.classifier.snapshot()), now)
-        await self.writer.run(follower.sync, store)
+        try:
+            await self.writer.run(follower.sync, store)
+        except Exception as exc:  # noqa: BLE001  (a shared store away: follow on when back)
+            self.writer.failed(exc, now)
         follower.refresh(now, [s.name for s in self.loaded.config.services])
         if follower.unsent:
             await self.writer.run(follower.flush, store)

@@ -5,7 +5,8 @@ With ``storage.url`` every instance runs the same loop, once a second on the sto
 
 1. **Publish** the prober's own seconds that became final locally (``classifier.pooling.
    Slicer``), with its heartbeat, in one transaction. Seconds the database refused wait in
-   memory (bounded; the oldest are dropped and counted) and go first next time.
+   memory and in a local SQLite spool beside ``storage.path`` (``slawatch.spool``),
+   bounded, the oldest dropped and counted, and go first next time, after a restart too.
 2. Every 10 s, **measure the clock offset** to the database and record it.
 3. **Take or renew the lease.** As the holder, pool every second that is final (every live
    prober published it, or ``horizon + grace`` passed, in database time), run the
@@ -24,6 +25,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -39,6 +41,7 @@ from incidents.pg_fleet import Fenced, LateSlice, PgFleet, ProberInfo
 from incidents.pg_store import PgStore
 from incidents.recorder import Recorder
 from probe.attempt import Attempt
+from slawatch.spool import Spool
 
 log = logging.getLogger("slawatch.fleet")
 
@@ -130,7 +133,8 @@ class FleetMember:
         self.slicer: Slicer | None = None
         # Seconds cut but not yet accepted by the database, oldest first.
         self.unpublished: list[ProberSecond] = []
-        self.dropped = 0
+        # The same seconds on disk while publishing fails, so a restart loses none.
+        self.spool: Spool | None = None
         self.epoch: int | None = None
         # The finalizer's classifier and recorder, loaded from the store's checkpoint when
         # the lease is taken (None while following, or after a failed write).
@@ -158,6 +162,11 @@ class FleetMember:
             prober_timeout=self.loaded.config.cluster.prober_timeout,
         )
         self.slicer = Slicer(self.id, self.horizon, math.floor(now))
+        spool_path = Path(f"{self.loaded.path(self.loaded.config.storage.path)}.spool")
+        self.spool = Spool(spool_path, prober=self.id, cap=MAX_UNPUBLISHED)
+        self.unpublished = self.spool.load(self.lanes)
+        if self.unpublished:
+            log.info("spooled seconds to publish", extra={"rows": len(self.unpublished)})
         log.info(
             "joined the fleet",
             extra={"prober": self.id, "group": self.loaded.config.prober.group},
@@ -190,18 +199,32 @@ class FleetMember:
         if len(self.unpublished) > MAX_UNPUBLISHED:
             drop = len(self.unpublished) - MAX_UNPUBLISHED
             del self.unpublished[:drop]
-            self.dropped += drop
             self.metrics.dropped.inc(drop)
         try:
             self.fleet.publish(self.unpublished, self.lanes)
         except Exception as exc:  # noqa: BLE001  (any refusal: keep the seconds, retry)
             log.warning(
-                "cannot publish to the fleet; keeping the seconds",
+                "cannot publish to the fleet; spooling the seconds",
                 extra={"error": str(exc), "waiting": len(self.unpublished)},
             )
+            self._spool()
         else:
             self.unpublished.clear()
+            if self.spool is not None:
+                self.spool.clear()
         self.metrics.spool.set(len(self.unpublished))
+
+    def _spool(self) -> None:
+        spool = self.spool
+        if spool is None:
+            return
+        before = spool.dropped
+        try:
+            spool.save(self.unpublished, self.lanes)
+        except Exception as exc:  # noqa: BLE001  (memory still holds them)
+            log.warning("cannot write the spool", extra={"error": str(exc)})
+        if spool.dropped > before:
+            self.metrics.dropped.inc(spool.dropped - before)
 
     def _measure(self) -> None:
         now = self.local_time()
@@ -386,13 +409,16 @@ class FleetMember:
             self.metrics.reporting.labels(service, str(channel)).set(count)
 
     def release(self) -> None:
-        """Give the lease up at shutdown, so another instance takes over at once."""
+        """At shutdown: give the lease up (another takes over at once) and close the spool."""
         if self.epoch is not None:
             try:
                 self.fleet.release(self.epoch)
             except Exception as exc:  # noqa: BLE001  (it lapses by itself after lease_ttl)
                 log.warning("cannot release the lease", extra={"error": str(exc)})
             self._step_down("shutting down")
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     def cluster(self) -> dict[str, Any]:
         """``GET /api/v1/cluster``: the lease and every prober, as last read."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -252,3 +253,36 @@ def test_the_finalizer_cut_off_the_database(tmp_path: Path, postgres: PgCluster)
         assert all(int(s) < first_new for s, e in rows if int(e) == old_epoch)
         assert fleet.holder() != old or fleet.epoch() > old_epoch + 1
         fleet.check_invariants(fault_at)
+
+
+def test_a_member_restarted_while_the_database_is_down_keeps_its_seconds(
+    tmp_path: Path, postgres: PgCluster
+) -> None:
+    """The database stops; a member spools its seconds, is restarted, and publishes them."""
+    with running_fleet(tmp_path, postgres) as fleet:
+        fleet.leader()
+        time.sleep(3)
+        member = fleet.member("loc3")
+        postgres.stop()
+        try:
+            stopped_at = _now()
+            time.sleep(6)
+            assert member.stop() == 0
+        finally:
+            postgres.start()
+        spool = member.folder / "slawatch.db.spool"
+        with sqlite3.connect(spool) as db:
+            kept = [s for (s,) in db.execute("SELECT second FROM spool")]
+        assert any(s >= stopped_at for s in kept)
+        member.start()
+        wanted = int(stopped_at) + 1
+        wait_for(
+            lambda: fleet.sql(
+                f"SELECT 1 FROM prober_seconds WHERE prober = 'loc3' AND second = {wanted}"  # noqa: S608
+            ),
+            20,
+            "the spooled seconds published",
+        )
+        with sqlite3.connect(spool) as db:
+            assert db.execute("SELECT count(*) FROM spool").fetchone() == (0,)
+        assert all(m.proc is not None and m.proc.poll() is None for m in fleet.members)
