@@ -33,6 +33,7 @@ from incidents.model import Incident
 from incidents.outbox import Notification
 from incidents.pg_store import OUTBOX_COLUMNS, PgStore, notification_row
 from incidents.store import Batch
+from probe.sharding import Assignment
 
 LEASE = "finalizer"
 # A candidate waits at most this for the lease row (held by a renewal in progress).
@@ -290,6 +291,23 @@ class PgFleet:
         )
         return [LateSlice(row[0], row[1], row[2], row[3]) for row in rows]
 
+    def assignments(self, group: str | None = None, *, keep: int = 5) -> list[Assignment]:
+        """The newest ``keep`` assignments of ``group`` (of every group: the newest of each)."""
+        if group is None:
+            sql = (
+                "SELECT DISTINCT ON (grp) version, grp, effective_second, members, replicas "
+                "FROM assignments ORDER BY grp, version DESC"
+            )
+            params: tuple[Any, ...] = ()
+        else:
+            sql = (
+                "SELECT version, grp, effective_second, members, replicas FROM assignments "
+                "WHERE grp = %s ORDER BY version DESC LIMIT %s"
+            )
+            params = (group, keep)
+        rows = self.store.transaction(lambda cur: cur.execute(sql, params).fetchall())
+        return [Assignment(int(r[0]), r[1], int(r[2]), tuple(r[3]), int(r[4])) for r in rows]
+
     # -- the lease ---------------------------------------------------------------
 
     def lease(self) -> LeaseInfo:
@@ -353,6 +371,7 @@ class PgFleet:
         batch: Batch,
         pooled: Sequence[Pooled] = (),
         late: Sequence[LateSlice] = (),
+        assignments: Sequence[Assignment] = (),
     ) -> list[Incident]:
         """Write what the finalizer found, fenced: renew the lease and write, or write nothing.
 
@@ -377,6 +396,12 @@ class PgFleet:
                     "INSERT INTO late_batches (second, prober, ingested_at, would_change) "
                     "VALUES (%s, %s, to_timestamp(%s), %s) ON CONFLICT DO NOTHING",
                     [(s.second, s.prober, s.ingested_at, s.would_change) for s in late],
+                )
+            for a in assignments:
+                cur.execute(
+                    "INSERT INTO assignments (grp, effective_second, members, replicas, epoch) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (a.group, a.effective_second, list(a.members), a.replicas, epoch),
                 )
             return touched
 

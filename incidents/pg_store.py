@@ -134,7 +134,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_by_incident ON outbox (incident, seq);
     """,
     # 2: the fleet (incidents/pg_fleet.py). Probers and their heartbeats, one packed row per
-    # prober and second, the finalizer's lease, the pooled seconds and late slices; every
+    # prober and second, the finalizer's lease, the pooled seconds and late slices, the
+    # groups' target assignments; every
     # event and outbox row records the lease epoch of the transaction that wrote it.
     """
     CREATE TABLE probers (
@@ -178,6 +179,15 @@ MIGRATIONS: tuple[str, ...] = (
         would_change boolean NOT NULL,
         PRIMARY KEY (second, prober)
     );
+    CREATE TABLE assignments (
+        version bigserial PRIMARY KEY,
+        grp text NOT NULL,
+        effective_second bigint NOT NULL,
+        members text[] NOT NULL,
+        replicas smallint NOT NULL,
+        epoch bigint NOT NULL
+    );
+    CREATE INDEX assignments_by_group ON assignments (grp, version);
     ALTER TABLE events ADD COLUMN epoch bigint
         DEFAULT NULLIF(current_setting('slawatch.epoch', true), '')::bigint;
     ALTER TABLE outbox ADD COLUMN epoch bigint

@@ -250,6 +250,9 @@ class Daemon:
             fleet = self.fleet
             found = await self.writer.run(fleet.step, fleet.cut(now))
             self._judge(found, now, recorded=True)
+            if fleet.reassigned:
+                fleet.reassigned = False
+                self.probing.shard(fleet.owns)
             # Beyond max_clock_offset the finalizer sets this prober's attempts aside.
             self.follower.queue(
                 self.follower.rules.prober_health(

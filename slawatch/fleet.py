@@ -41,6 +41,7 @@ from incidents.pg_fleet import Fenced, LateSlice, PgFleet, ProberInfo
 from incidents.pg_store import PgStore
 from incidents.recorder import Recorder
 from probe.attempt import Attempt
+from probe.sharding import Assignment, current, target_key
 from slawatch.spool import Spool
 
 log = logging.getLogger("slawatch.fleet")
@@ -53,6 +54,9 @@ MAX_SECONDS_PER_TICK = 600
 LATE_WINDOW_S = 86_400
 # Seconds kept in memory while the database refuses them (a day of one prober).
 MAX_UNPUBLISHED = 86_400
+# A new assignment of a group's targets takes effect this many seconds after it is written,
+# so every member reads it before the switch.
+SWITCH_AFTER_S = 2
 # A claimed notification is left to its deliverer for this long.
 CLAIM_HOLD_S = 30.0
 ROLES = ("leader", "follower")
@@ -147,6 +151,10 @@ class FleetMember:
         self.lease_epoch = 0
         # This prober's last measured offset to the database clock (None until measured).
         self.clock_offset: float | None = None
+        # The assignment of this member's group in force (None: not sharded yet, probe all),
+        # and whether it changed since the daemon last applied it.
+        self.assignment: Assignment | None = None
+        self.reassigned = False
 
     @property
     def leader(self) -> bool:
@@ -191,7 +199,31 @@ class FleetMember:
         """One second of fleet work: publish, measure, lead or follow; what was finalized."""
         self.publish(slices)
         self._measure()
+        self._follow_assignment()
         return self.finalize()
+
+    def _follow_assignment(self) -> None:
+        """Take the group's assignment in force from the next second on (switch on time)."""
+        try:
+            history = self.fleet.assignments(self.loaded.config.prober.group)
+        except Exception as exc:  # noqa: BLE001  (the last assignment keeps running)
+            log.warning("cannot read the assignments", extra={"error": str(exc)})
+            return
+        found = current(history, math.floor(self.local_time()) + 1)
+        if found is not None and found != self.assignment:
+            self.assignment = found
+            self.reassigned = True
+            log.info(
+                "targets reassigned",
+                extra={"version": found.version, "members": list(found.members),
+                       "effective_second": found.effective_second},
+            )  # fmt: skip
+
+    def owns(self, service: str, channel: str, target: str) -> bool:
+        """Whether this member probes a target under the assignment in force."""
+        if self.assignment is None:
+            return True
+        return self.assignment.owns(self.id, target_key(service, channel, target))
 
     def publish(self, slices: list[ProberSecond]) -> None:
         """Publish the waiting seconds and ``slices``; on refusal keep them for the next try."""
@@ -356,13 +388,35 @@ class FleetMember:
                     pooled.append(one)
         recorder.record(found.verdicts, found.signals, now=now)
         batch = recorder.take(classifier.snapshot())
-        self.fleet.finalize(epoch, cluster.lease_ttl, batch=batch, pooled=pooled, late=late)
+        self.fleet.finalize(
+            epoch, cluster.lease_ttl, batch=batch, pooled=pooled, late=late,
+            assignments=self._reassign(live, math.floor(now)),
+        )  # fmt: skip
         for record in late:
             self.late_counts[record.prober] += 1
             self.metrics.late.labels(record.prober).inc()
         if pooled:
             self._reporting(pooled[-1])
             self.metrics.lag.set(now - (pooled[-1].second + 1))
+
+    def _reassign(self, live: list[str], now: int) -> list[Assignment]:
+        """New assignments for the groups whose live members changed, effective shortly."""
+        replicas = self.loaded.config.cluster.replicas
+        groups: dict[str, list[str]] = {}
+        for prober in self.probers:
+            if prober.id in live:
+                groups.setdefault(prober.group, []).append(prober.id)
+        latest = {a.group: a for a in self.fleet.assignments()}
+        out = []
+        for group, members in sorted(groups.items()):
+            before = latest.get(group)
+            if before is None or before.members != tuple(sorted(members)):
+                out.append(
+                    Assignment(0, group, now + SWITCH_AFTER_S, tuple(sorted(members)), replicas)
+                )
+            elif before.replicas != replicas:
+                out.append(Assignment(0, group, now + SWITCH_AFTER_S, before.members, replicas))
+        return out
 
     def _first_second(self) -> int | None:
         """Where a brand-new fleet starts: the oldest second any prober published."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifier.pooling import ProberSecond
 from slawatch.simulator import SimulatedProvider
 from tests.support.daemon import Daemon, wait_for, write_config
 from tests.support.loop_thread import LoopThread
@@ -37,11 +38,21 @@ TTL_S = 3.0
 
 
 def member_config(
-    provider: SimulatedProvider, port: int, prober: str, url: str, hook_url: str, **cluster: Any
+    provider: SimulatedProvider,
+    port: int,
+    prober: str,
+    url: str,
+    hook_url: str,
+    *,
+    group: str | None = None,
+    targets: int = 1,
+    **cluster: Any,
 ) -> dict[str, Any]:
     """One member's config: its own provider (location), the shared database, the sink."""
+    api = [{"name": "account", "url": provider.api_url, "timeout": "1s"}]
+    api += [{"name": f"t{i}", "url": provider.api_url, "timeout": "1s"} for i in range(1, targets)]
     return {
-        "prober": {"id": prober, "group": prober},
+        "prober": {"id": prober, "group": group or prober},
         "server": {"listen": f"127.0.0.1:{port}"},
         "storage": {"url": url},
         "cluster": {**CLUSTER, **cluster},
@@ -50,7 +61,7 @@ def member_config(
                 "name": "mail",
                 "sla": {"policy": "megaport", "calendar": "uk"},
                 "classifier": CLASSIFIER,
-                "api": [{"name": "account", "url": provider.api_url, "timeout": "1s"}],
+                "api": api,
             }
         ],
         "notify": [
@@ -176,6 +187,25 @@ class Fleet:
         """The probers' own notices (prober_unhealthy) the sink received: their prober part."""
         return [got.body["prober"] for got in self.receiver.got if got.body["incident"] is None]
 
+    def attempts(self, prober: str, first: int, last: int) -> dict[int, int]:
+        """How many attempts ``prober`` published for each second of ``first..last``."""
+        import psycopg
+
+        from classifier.pooling import fleet_lanes
+        from config import load_config
+
+        lanes = fleet_lanes(load_config(self.member(prober).folder / "slawatch.yaml").config)
+        with psycopg.connect(self.url) as conn:
+            rows = conn.execute(
+                "SELECT second, counts FROM prober_seconds "
+                "WHERE prober = %s AND second BETWEEN %s AND %s",
+                (prober, first, last),
+            ).fetchall()
+        return {
+            second: ProberSecond.unpack(prober, second, bytes(counts), lanes).attempts
+            for second, counts in rows
+        }
+
     def event_epochs(self) -> list[int]:
         """The lease epoch of every event row, in seq order."""
         return [int(r[0]) for r in self.sql("SELECT epoch FROM events ORDER BY seq")]
@@ -189,12 +219,15 @@ def running_fleet(
     *,
     skews: Mapping[int, float] | None = None,
     proxied: Iterable[int] = (),
+    groups: Sequence[str] | None = None,
+    targets: int = 1,
     **cluster: Any,
 ) -> Iterator[Fleet]:
     """``count`` members on a fresh database, each with its own provider; stopped on exit.
 
     ``skews`` sets members' clocks off (member index → seconds ahead of the true time);
-    the ``proxied`` members reach the database through a :class:`TcpProxy` each.
+    the ``proxied`` members reach the database through a :class:`TcpProxy` each;
+    ``groups`` puts members in groups (default: each its own); ``targets`` per member.
     """
     url = pg.new_database()
     with LoopThread() as thread:
@@ -212,7 +245,11 @@ def running_fleet(
             home.mkdir()
             port = free_port()
             hook = f"http://127.0.0.1:{hook_port}/hook"
-            write_config(home, member_config(provider, port, prober, member_url, hook, **cluster))
+            group = None if groups is None else groups[len(members)]
+            config = member_config(
+                provider, port, prober, member_url, hook, group=group, targets=targets, **cluster
+            )
+            write_config(home, config)
             skew = (skews or {}).get(len(members))
             if skew is None:
                 members.append(Daemon(home, port))
