@@ -272,3 +272,19 @@ def running_fleet(
             for member in members:
                 if member.proc is not None and member.proc.poll() is None:
                     member.stop()
+
+
+def now() -> float:
+    """The real time (the processes under test run on it)."""
+    return time.time()  # noqa: TID251
+
+
+def finish(fleet: Fleet) -> None:
+    """Heal, and wait for the restore to be notified and every member's seconds pooled."""
+    healed = fleet.set_up()
+    wait_for(
+        lambda: any(r.body["event"] == "restored" for r in fleet.receiver.got),
+        30,
+        "the restore notification",
+    )
+    fleet.wait_pooled(healed + 2)
