@@ -13,7 +13,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -154,20 +154,13 @@ class Daemon:
         return store
 
     async def _join_fleet(self, store: IncidentStore) -> None:
-        from incidents.pg_fleet import FleetError  # noqa: PLC0415  (psycopg: fleet only)
-        from incidents.pg_store import PgStore  # noqa: PLC0415
-        from slawatch.fleet import FleetMember  # noqa: PLC0415
+        from slawatch.fleet import FleetMember  # noqa: PLC0415  (psycopg: fleet only)
 
-        if not isinstance(store, PgStore):
-            raise StoreError(f"{store.where}: a fleet needs the PostgreSQL store")
-        member = FleetMember(
+        member = FleetMember.of(
             self.loaded, store, version=__version__, local_time=self.clock.time,
             registry=self.registry,
         )  # fmt: skip
-        try:
-            await self.writer.run(member.start, self.clock.time())
-        except FleetError as exc:
-            raise StoreError(f"{self.loaded.source}: {exc}") from None
+        await self.writer.run(member.start, self.clock.time())
         self.fleet = member
 
     async def run(self, *, web_app: web.Application | None = None) -> None:
@@ -199,13 +192,7 @@ class Daemon:
 
     def _outbox(self, store: IncidentStore) -> IncidentStore:
         """The store as the notifier uses it: in a fleet, each worker claims its rows."""
-        if self.fleet is None:
-            return store
-        from slawatch.fleet import ClaimingOutbox  # noqa: PLC0415  (psycopg: fleet only)
-
-        return cast(
-            "IncidentStore", ClaimingOutbox(self.fleet.store, self.fleet.fleet, self.clock.time)
-        )
+        return store if self.fleet is None else self.fleet.outbox()
 
     def stop(self) -> None:
         """Ask the daemon to stop: launches stop, in-flight attempts finish, the store flushes."""

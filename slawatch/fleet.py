@@ -26,7 +26,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PromCounter
@@ -37,9 +37,10 @@ from classifier.pooling import would_change as late_would_change
 from config import LoadedConfig
 from config.fleet import judging_digest
 from incidents.outbox import Notification
-from incidents.pg_fleet import Fenced, LateSlice, PgFleet, ProberInfo
+from incidents.pg_fleet import Fenced, FleetError, LateSlice, PgFleet, ProberInfo
 from incidents.pg_store import PgStore
 from incidents.recorder import Recorder
+from incidents.store import IncidentStore, StoreError
 from probe.attempt import Attempt
 from probe.sharding import Assignment, current, target_key
 from slawatch.spool import Spool
@@ -156,19 +157,41 @@ class FleetMember:
         self.assignment: Assignment | None = None
         self.reassigned = False
 
+    @classmethod
+    def of(
+        cls,
+        loaded: LoadedConfig,
+        store: IncidentStore,
+        *,
+        version: str,
+        local_time: Callable[[], float],
+        registry: CollectorRegistry,
+    ) -> FleetMember:
+        """The member for an opened store; StoreError unless it is the PostgreSQL one."""
+        if not isinstance(store, PgStore):
+            raise StoreError(f"{store.where}: a fleet needs the PostgreSQL store")
+        return cls(loaded, store, version=version, local_time=local_time, registry=registry)
+
+    def outbox(self) -> IncidentStore:
+        """The store as this member's notifier uses it: each worker claims its rows."""
+        return cast("IncidentStore", ClaimingOutbox(self.store, self.fleet, self.local_time))
+
     @property
     def leader(self) -> bool:
         """Whether this instance held the lease at its last step."""
         return self.epoch is not None
 
     def start(self, now: float) -> None:
-        """Join the fleet (FleetError if this member judges by other rules) and start slicing."""
-        self.fleet.join(
-            group=self.loaded.config.prober.group,
-            version=self.version,
-            digest=self.digest,
-            prober_timeout=self.loaded.config.cluster.prober_timeout,
-        )
+        """Join the fleet (StoreError if this member judges by other rules) and start slicing."""
+        try:
+            self.fleet.join(
+                group=self.loaded.config.prober.group,
+                version=self.version,
+                digest=self.digest,
+                prober_timeout=self.loaded.config.cluster.prober_timeout,
+            )
+        except FleetError as exc:
+            raise StoreError(f"{self.loaded.source}: {exc}") from None
         self.slicer = Slicer(self.id, self.horizon, math.floor(now))
         spool_path = Path(f"{self.loaded.path(self.loaded.config.storage.path)}.spool")
         self.spool = Spool(spool_path, prober=self.id, cap=MAX_UNPUBLISHED)

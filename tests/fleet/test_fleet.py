@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from incidents.evidence import verify
-from tests.support.daemon import wait_for
+from tests.support.cli import run_slawatch
+from tests.support.daemon import wait_for, write_config
 from tests.support.fleet import Fleet, finish, now, running_fleet
 from tests.support.postgres import PgCluster
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +96,22 @@ def test_a_prober_whose_clock_is_off_is_set_aside(tmp_path: Path, postgres: PgCl
         assert [p["healthy"] for p in shown] == [True, True, False]
         page = fleet.member("loc1").get("/")[1].decode()
         assert all(f'data-prober="{p}"' in page for p in ("loc1", "loc2", "loc3"))
+
+
+def test_a_member_judging_by_other_rules_is_refused(tmp_path: Path, postgres: PgCluster) -> None:
+    """A member whose classifier differs from the live members' exits 2 with one line."""
+    with running_fleet(tmp_path, postgres, count=1) as fleet:
+        fleet.leader()
+        config = yaml.safe_load((fleet.members[0].folder / "slawatch.yaml").read_text())
+        config["prober"] = {"id": "odd", "group": "odd"}
+        config["server"]["listen"] = f"127.0.0.1:{free_port()}"
+        config["services"][0]["classifier"]["critical_after"] = "30s"
+        home = tmp_path / "odd"
+        home.mkdir()
+        write_config(home, config)
+        done = run_slawatch("run", "--config", "slawatch.yaml", cwd=home, timeout=60)
+        assert done.returncode == 2, done.stderr
+        (line,) = [x for x in done.stderr.splitlines() if "judges by other rules" in x]
+        assert line.startswith(
+            "slawatch.yaml: prober 'odd' judges by other rules than live member 'loc1'"
+        )
