@@ -230,17 +230,28 @@ class Classifier:
             OUTCOME_INDEX[attempt.outcome],
         )
 
-    def add_raw(
-        self, service: str, channel: Channel, prober: str, second: int, outcome: int
+    def add_raw(  # noqa: PLR0917  (a hot path: positional on purpose)
+        self, service: str, channel: Channel, prober: str, second: int, outcome: int, count: int = 1
     ) -> bool:
-        """``add`` for a reader that parsed the fields itself (``outcome`` indexes OUTCOMES)."""
+        """``add`` for a reader that parsed the fields itself (``outcome`` indexes OUTCOMES).
+
+        ``count`` attempts of that kind at once (a fleet's finalizer adds pooled counts).
+        """
         if channel is not Channel.CONTROL:
             state = self._services.get(service)
             if state is None:
                 raise UnknownServiceError(service)
             if channel not in state.channels:
                 self._declare(state, channel)
-        return self.buckets.add(service, channel, prober, second, outcome)
+        return self.buckets.add(service, channel, prober, second, outcome, count)
+
+    def judge_bucket(self, bucket: Bucket) -> _Result:
+        """What ``bucket``'s second comes to for every service, without judging a second.
+
+        Per service: each channel's verdict index, the combined verdict and the bad-channel
+        mask. A fleet asks it whether a late slice would have changed a verdict.
+        """
+        return self._result(bucket)
 
     def check(self, service: str, channel: Channel) -> None:
         """Accept attempts of (service, channel) from now on; UnknownServiceError if unknown.

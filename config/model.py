@@ -123,6 +123,22 @@ def _at_most(limit: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _at_least(limit: str) -> AfterValidator:
+    """Refuse a duration below ``limit`` (written like the config), naming the floor."""
+    floor = parse_duration(limit)
+
+    def check(value: float) -> float:
+        if value < floor:
+            raise PydanticCustomError(
+                "duration_floor",
+                "must be at least {floor}, got {value}",
+                {"floor": limit, "value": format_duration(value)},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
 # Every duration key has a cap that makes sense for it: a value past it is a typo (400d
 # for 400s), and windows and horizons sized by it would cost time and memory for nothing.
 ProbeTimeout = Annotated[PositiveDuration, _at_most("5m")]
@@ -133,9 +149,33 @@ Rate = Annotated[float, Field(gt=0, le=1000)]
 
 
 class ProberConfig(Strict):
-    """Who this prober is; its id is stamped on every attempt."""
+    """Who this prober is; its id is stamped on every attempt, its group is its location."""
 
     id: Name = Field(default_factory=lambda: socket.gethostname().split(".")[0][:63] or "prober")
+    # The location (a region, a data centre): every group probes every target; inside a
+    # group a fleet shares the targets out (cluster.replicas).
+    group: Name = "default"
+
+
+class ClusterConfig(Strict):
+    """How the instances of a fleet (``storage.url``) pool, elect a finalizer and judge lateness.
+
+    Ignored by a single instance on SQLite. Leases and lateness are measured in database time.
+    """
+
+    # How long a finalizer's lease lasts unrenewed: the failover time is about this plus 2 s.
+    # At least 2 s: the lease is renewed once a second and must outlive one late renewal.
+    lease_ttl: Annotated[PositiveDuration, _at_least("2s"), _at_most("5m")] = 5.0
+    # A prober whose heartbeat is older than this leaves the live set.
+    prober_timeout: Annotated[PositiveDuration, _at_most("5m")] = 5.0
+    # A second is final once every live prober published it, or horizon + grace after its end.
+    grace: Annotated[NonNegativeDuration, _at_most("5m")] = 3.0
+    # A prober whose clock is further than this from the database's has its attempts set aside.
+    max_clock_offset: Annotated[PositiveDuration, _at_most("1m")] = 0.25
+    # Seconds with fewer reporting probers than this are inconclusive.
+    min_probers: Annotated[int, Field(ge=1, le=1000)] = 1
+    # How many members of a group probe each target (1: pure sharding; 2: no gap on a kill).
+    replicas: Literal[1, 2] = 1
 
 
 class ServerConfig(Strict):
@@ -578,6 +618,7 @@ class Config(Strict):
     """The whole configuration file."""
 
     prober: ProberConfig = Field(default_factory=ProberConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)

@@ -511,6 +511,11 @@ def evidence_source(
         "software": {"name": "slawatch", "version": version},
         "config_digest": loaded.digest,
     }
+    # A fleet's bundle names its vantage points (sealed like every part); one instance's has none.
+    span_end = window.end - 1 if incident.restored_at is None else int(incident.restored_at) - 1
+    vantage = store.vantage(window.first, window.end - 1, (incident.started_at, span_end))
+    if vantage is not None:
+        head["vantage"] = vantage
     redact = loaded.redact
     return EvidenceSource(
         store, incident, window, {k: redact.tree(v) for k, v in head.items()}, redact
@@ -994,6 +999,25 @@ _SAMPLE_HEAD = (
 _CLOCK_HEAD = ("Clock", "Target", "Calendar", "Deadline (UTC)", "State")
 
 
+def _vantage_line(vantage: Mapping[str, Any]) -> str:
+    """From how many probers and locations a fleet saw the incident."""
+    probers = vantage["probers"]
+    names = ", ".join(f"{p['id']} ({p['group']})" for p in probers)
+    seen = vantage["incident"]["locations_reporting"]
+    by = vantage["incident"]["probers_reporting"]
+    if seen is None or by is None:
+        return f"- **Vantage points:** {len(probers)} probers ({names})"
+
+    def span(counts: Mapping[str, int]) -> str:
+        low, high = counts["min"], counts["max"]
+        return str(low) if low == high else f"{low} to {high}"
+
+    return (
+        f"- **Seen from:** {span(seen)} locations and {span(by)} probers in every second of "
+        f"the incident (vantage points: {names})"
+    )
+
+
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
@@ -1084,6 +1108,8 @@ def _markdown(sealed: Sealed) -> str:
         )
     if incident["ticket"]:
         lines.append(f"- **Ticket:** {incident['ticket']}")
+    if "vantage" in head:
+        lines.append(_vantage_line(head["vantage"]))
     lines += _provider_lines(head)
     lines += ["", "## Definition judged by", "", f"> {head['definition']['text']}", ""]
     lines.append(

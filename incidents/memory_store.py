@@ -186,6 +186,11 @@ class MemoryStore:
             self._outbox[key], state="dead", tries=tries, done_at=at, next_at=None, last_error=error
         )
 
+    def vantage(self, first: int, last: int, incident: tuple[int, int]) -> dict[str, Any] | None:
+        """None: a single instance pools nothing (``IncidentStore.vantage``)."""
+        del first, last, incident
+        return None
+
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         """How many notifications each (channel, state) holds."""
         counts: dict[tuple[str, str], int] = {}

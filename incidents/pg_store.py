@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from config.timetext import format_time
 from incidents.commit import plan_events
 from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
@@ -136,6 +137,68 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN traffic integer[] NOT NULL DEFAULT '{}';
     """,
+    # 2 → 3: the fleet (incidents/pg_fleet.py). Probers and their heartbeats, one packed row per
+    # prober and second, the finalizer's lease, the pooled seconds and late slices, the
+    # groups' target assignments; every
+    # event and outbox row records the lease epoch of the transaction that wrote it.
+    """
+    CREATE TABLE probers (
+        id text PRIMARY KEY,
+        grp text NOT NULL,
+        version text NOT NULL,
+        config_digest text NOT NULL,
+        watermark bigint,
+        heartbeat_at timestamptz NOT NULL,
+        clock_offset_ms real,
+        started_at timestamptz NOT NULL
+    );
+    CREATE TABLE prober_seconds (
+        second bigint NOT NULL,
+        prober text NOT NULL,
+        counts bytea NOT NULL,
+        control_ok integer NOT NULL,
+        control_judged integer NOT NULL,
+        ingested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (second, prober)
+    );
+    CREATE TABLE lease (
+        name text PRIMARY KEY,
+        holder text,
+        epoch bigint NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL DEFAULT 'epoch'
+    );
+    INSERT INTO lease (name) VALUES ('finalizer');
+    CREATE TABLE pooled_seconds (
+        second bigint PRIMARY KEY,
+        epoch bigint NOT NULL,
+        reporting text[] NOT NULL,
+        set_aside text[] NOT NULL,
+        expected text[] NOT NULL,
+        finalized_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    CREATE TABLE late_batches (
+        second bigint NOT NULL,
+        prober text NOT NULL,
+        ingested_at timestamptz NOT NULL,
+        would_change boolean NOT NULL,
+        PRIMARY KEY (second, prober)
+    );
+    CREATE TABLE assignments (
+        version bigserial PRIMARY KEY,
+        grp text NOT NULL,
+        effective_second bigint NOT NULL,
+        members text[] NOT NULL,
+        replicas smallint NOT NULL,
+        epoch bigint NOT NULL
+    );
+    CREATE INDEX assignments_by_group ON assignments (grp, version);
+    ALTER TABLE events ADD COLUMN epoch bigint
+        DEFAULT NULLIF(current_setting('slawatch.epoch', true), '')::bigint;
+    ALTER TABLE outbox ADD COLUMN epoch bigint
+        DEFAULT NULLIF(current_setting('slawatch.epoch', true), '')::bigint;
+    ALTER TABLE outbox ADD COLUMN claimed_by text;
+    ALTER TABLE outbox ADD COLUMN claimed_until double precision;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -204,6 +267,30 @@ class PgStore:
             with conn.transaction(), conn.cursor() as cur:
                 yield cur
 
+    def transaction(self, func: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """Run ``func`` in one transaction, retried on a broken connection (the fleet's writes).
+
+        ``func`` must be safe to run again: a retry after a lost commit repeats it.
+        """
+
+        def run() -> T:
+            with self._write() as cur:
+                return func(cur)
+
+        return self._retry(run)
+
+    def commit_in(self, cur: psycopg.Cursor[Any], batch: Batch) -> list[Incident]:
+        """``commit`` inside a transaction the caller holds (the finalizer's lease transaction)."""
+        return _commit(cur, batch)
+
+    def enqueue_in(
+        self, cur: psycopg.Cursor[Any], notes: Sequence[Notification], *, cursor: int | None
+    ) -> None:
+        """``enqueue`` inside a transaction the caller holds."""
+        _enqueue(cur, notes)
+        if cursor is not None:
+            _move_cursor(cur, cursor)
+
     def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         def run() -> list[Any]:
             with self._write() as cur:
@@ -256,13 +343,7 @@ class PgStore:
 
         def run() -> None:
             with self._write() as cur:
-                _enqueue(cur, notes)
-                if cursor is not None:
-                    cur.execute(
-                        "UPDATE state SET value = to_jsonb(GREATEST(value::bigint, %s)) "
-                        "WHERE key = 'notify_cursor'",
-                        (cursor,),
-                    )
+                self.enqueue_in(cur, notes, cursor=cursor)
 
         self._retry(run)
 
@@ -415,24 +496,74 @@ class PgStore:
     def pending(self, channel: str | None = None, *, limit: int = 100) -> list[Notification]:
         """Undelivered notifications (of one channel, or all), in enqueue order."""
         rows = self._read(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608  (constant columns)
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox "  # noqa: S608  (constant columns)
             "WHERE state = 'pending' AND (%(channel)s::text IS NULL OR channel = %(channel)s) "
             "ORDER BY seq LIMIT %(limit)s",
             {"channel": channel, "limit": limit},
         )
-        return [_notification(row) for row in rows]
+        return [notification_row(row) for row in rows]
 
     def notifications(
         self, *, incident: str | None = None, state: str | None = None
     ) -> list[Notification]:
         """Outbox records (optionally of one incident and one state), in enqueue order."""
         rows = self._read(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608  (constant columns)
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox "  # noqa: S608  (constant columns)
             "WHERE (%(incident)s::text IS NULL OR incident = %(incident)s) "
             "AND (%(state)s::text IS NULL OR state = %(state)s) ORDER BY seq",
             {"incident": incident, "state": state},
         )
-        return [_notification(row) for row in rows]
+        return [notification_row(row) for row in rows]
+
+    def vantage(self, first: int, last: int, incident: tuple[int, int]) -> dict[str, Any] | None:
+        """Who pooled seconds ``first..last`` came from, in runs of equal counts (None: none).
+
+        ``seconds`` lists runs ``{from, to, probers_reporting, probers_expected}`` (``to``
+        inclusive, RFC 3339) covering every pooled second; ``probers`` every prober whose
+        attempts were judged, with its group; ``incident`` how many probers and locations
+        reported in each second of the incident's span (the fewest and the most).
+        """
+        rows = self._read(
+            "SELECT second, cardinality(reporting), cardinality(expected) FROM pooled_seconds "
+            "WHERE second BETWEEN %s AND %s ORDER BY second",
+            (first, last),
+        )
+        if not rows:
+            return None
+        runs: list[list[int]] = []
+        for second, reporting, expected in rows:
+            if runs and runs[-1][1] + 1 == second and runs[-1][2:] == [reporting, expected]:
+                runs[-1][1] = second
+            else:
+                runs.append([second, second, reporting, expected])
+        probers = self._read(
+            "SELECT DISTINCT r.id, coalesce(p.grp, '') FROM pooled_seconds s, "
+            "unnest(s.reporting) AS r (id) LEFT JOIN probers p ON p.id = r.id "
+            "WHERE s.second BETWEEN %s AND %s ORDER BY 1",
+            (first, last),
+        )
+        groups = dict(probers)
+        spans = self._read(
+            "SELECT s.reporting FROM pooled_seconds s WHERE s.second BETWEEN %s AND %s",
+            (incident[0], incident[1]),
+        )
+        per_second = [(len(r), len({groups.get(p, p) for p in r})) for (r,) in spans]
+        return {
+            "probers": [{"id": prober, "group": group} for prober, group in probers],
+            "seconds": [
+                {
+                    "from": format_time(a),
+                    "to": format_time(b),
+                    "probers_reporting": reporting,
+                    "probers_expected": expected,
+                }
+                for a, b, reporting, expected in runs
+            ],
+            "incident": {
+                "probers_reporting": _span(p for p, _ in per_second),
+                "locations_reporting": _span(g for _, g in per_second),
+            },
+        }
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         """How many notifications each (channel, state) holds."""
@@ -557,6 +688,14 @@ def _commit(cur: psycopg.Cursor[Any], batch: Batch) -> list[Incident]:
     return plan.touched()
 
 
+def _move_cursor(cur: psycopg.Cursor[Any], cursor: int) -> None:
+    cur.execute(
+        "UPDATE state SET value = to_jsonb(GREATEST(value::bigint, %s)) "
+        "WHERE key = 'notify_cursor'",
+        (cursor,),
+    )
+
+
 def _enqueue(cur: psycopg.Cursor[Any], notes: Sequence[Notification]) -> None:
     if not notes:
         return
@@ -578,13 +717,14 @@ def _enqueue(cur: psycopg.Cursor[Any], notes: Sequence[Notification]) -> None:
     )
 
 
-_OUTBOX_COLUMNS = (
+OUTBOX_COLUMNS = (
     "seq, key, channel, event, incident, created_at, document, state, tries, next_at, "
     "last_error, done_at"
 )
 
 
-def _notification(row: tuple[Any, ...]) -> Notification:
+def notification_row(row: tuple[Any, ...]) -> Notification:
+    """A Notification from an outbox row read as ``OUTBOX_COLUMNS``."""
     seq, key, channel, event, incident, created_at, document, state, tries, next_at = row[:10]
     return Notification(
         key=key,
@@ -623,6 +763,12 @@ def _run(row: tuple[Any, ...]) -> Run:
         set_aside=set_aside,
         traffic=tuple(traffic),
     )
+
+
+def _span(values: Iterable[int]) -> dict[str, int] | None:
+    """The fewest and the most of some counts (None when there are none)."""
+    seen = list(values)
+    return {"min": min(seen), "max": max(seen)} if seen else None
 
 
 def display_url(url: str) -> str:

@@ -357,6 +357,11 @@ class SqliteStore:
         )
         return [_notification(row) for row in rows]
 
+    def vantage(self, first: int, last: int, incident: tuple[int, int]) -> dict[str, Any] | None:
+        """None: a single instance pools nothing (``IncidentStore.vantage``)."""
+        del first, last, incident
+        return None
+
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         """How many notifications each (channel, state) holds."""
         rows = self._read("SELECT channel, state, count(*) FROM outbox GROUP BY channel, state")

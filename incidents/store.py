@@ -149,6 +149,14 @@ class IncidentStore(Protocol):
         """How many notifications each (channel, state) holds."""
         ...
 
+    def vantage(self, first: int, last: int, incident: tuple[int, int]) -> dict[str, Any] | None:
+        """A fleet's vantage points over seconds ``first..last`` (None: one instance, no fleet).
+
+        ``incident`` is the incident's span (first and last second): how many probers and
+        locations saw it. The evidence bundle seals it as its ``vantage`` part.
+        """
+        ...
+
     def close(self) -> None:
         """Release the store's resources."""
         ...

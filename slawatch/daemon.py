@@ -13,7 +13,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -37,6 +37,9 @@ from slawatch.server import serve
 from slawatch.status import HEALTHY_LAG_S, Board, Health
 from slawatch.storage import open_store
 from slawatch.writer import StoreWriter
+
+if TYPE_CHECKING:
+    from slawatch.fleet import FleetMember
 
 log = logging.getLogger("slawatch.daemon")
 T = TypeVar("T")
@@ -84,6 +87,8 @@ class Daemon:
         self.recorder = Recorder.from_config(loaded)
         self.store: IncidentStore | None = store
         self._own_store = store is None
+        # This instance's part in a fleet (storage.url), set when the store opens.
+        self.fleet: FleetMember | None = None
         self._on_signal = on_signal
         self.probing = Probing(
             loaded,
@@ -116,17 +121,33 @@ class Daemon:
             )
         )
         try:
-            self.classifier.add(attempt)
+            self.pool(attempt)
         except KeyError:
             # A service removed by a reload while its attempt was in flight.
             return
+
+    def pool(self, attempt: Attempt) -> bool:
+        """Judge ``attempt`` with the rest of its second; False if that second is final already.
+
+        In a fleet the finalizer judges the pooled seconds: this member publishes its own
+        attempts and the traffic it ingested. UnknownServiceError for a service not judged.
+        """
+        if self.fleet is not None:
+            return self.fleet.add(attempt)
+        taken = self.classifier.add(attempt)
         self.recorder.attempt(attempt)
+        return taken
 
     async def open_store(self) -> IncidentStore:
         """Open the store and resume the classifier, the recorder and the follower from it."""
         store = self.store
         if store is None:
             store = self.store = await self.writer.run(open_store, self.loaded)
+        if self.loaded.config.storage.url is not None:
+            await self._join_fleet(store)
+            await self.writer.run(self.follower.start, store)
+            self.health.store_open = True
+            return store
         try:
             state = await self.writer.run(store.classifier_state)
             if state:
@@ -138,6 +159,16 @@ class Daemon:
             raise StoreError(f"{store.where}: not a usable slawatch store: {exc}") from None
         self.health.store_open = True
         return store
+
+    async def _join_fleet(self, store: IncidentStore) -> None:
+        from slawatch.fleet import FleetMember  # noqa: PLC0415  (psycopg: fleet only)
+
+        member = FleetMember.of(
+            self.loaded, store, version=__version__, local_time=self.clock.time,
+            registry=self.registry,
+        )  # fmt: skip
+        await self.writer.run(member.start, self.clock.time())
+        self.fleet = member
 
     async def run(self, *, web_app: web.Application | None = None) -> None:
         """Run until :meth:`stop`: probing, judging, recording, serving ``web_app``."""
@@ -162,9 +193,13 @@ class Daemon:
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._tick_loop())
-                    group.create_task(self.notifier.run(store, stop=self._stop))
+                    group.create_task(self.notifier.run(self._outbox(store), stop=self._stop))
             finally:
                 await self._drain(store)
+
+    def _outbox(self, store: IncidentStore) -> IncidentStore:
+        """The store as the notifier uses it: in a fleet, each worker claims its rows."""
+        return store if self.fleet is None else self.fleet.outbox()
 
     def stop(self) -> None:
         """Ask the daemon to stop: launches stop, in-flight attempts finish, the store flushes."""
@@ -205,17 +240,36 @@ class Daemon:
                 detail=f"launch lag {health.last_lag:.3f}s",
             )
         )
-        self._judge(self.classifier.advance(now), now)
+        if self.fleet is not None:
+            fleet = self.fleet
+            found = await self.writer.run(fleet.step, fleet.cut(now))
+            self._judge(found, now, recorded=True)
+            if fleet.reassigned:
+                fleet.reassigned = False
+                self.probing.shard(fleet.owns)
+            # Beyond max_clock_offset the finalizer sets this prober's attempts aside.
+            self.follower.queue(
+                self.follower.rules.prober_health(
+                    "clock_offset", healthy=fleet.clock_healthy, now=now,
+                    detail=f"clock offset {fleet.clock_offset or 0.0:+.3f}s to the database",
+                )
+            )  # fmt: skip
+        else:
+            self._judge(self.classifier.advance(now), now)
         await self._settle(now)
         if now - self._last_prune >= PRUNE_INTERVAL and health.store_writable and self.store:
             self._last_prune = now
             await self.writer.prune(self.store, now, self.loaded.config.storage)
 
-    def _judge(self, found: Finalized, now: float) -> None:
-        """Take what became final: each verdict to the board and metrics, all to the recorder."""
+    def _judge(self, found: Finalized, now: float, *, recorded: bool = False) -> None:
+        """Take what became final: each verdict to the board and metrics, all to the recorder.
+
+        ``recorded``: a fleet's finalizer has committed them already.
+        """
         for verdict in found.verdicts:
             self.metrics.verdict(verdict, self.status.record(verdict))
-        self.recorder.record(found.verdicts, found.signals, now=now)
+        if not recorded:
+            self.recorder.record(found.verdicts, found.signals, now=now)
         for sig in found.signals:
             log.warning(
                 f"incident {type(sig).__name__.lower()}",
@@ -230,8 +284,12 @@ class Daemon:
         if store is None:
             return
         follower = self.follower
-        await self.writer.commit(store, self.recorder.take(self.classifier.snapshot()), now)
-        await self.writer.run(follower.sync, store)
+        if self.fleet is None:
+            await self.writer.commit(store, self.recorder.take(self.classifier.snapshot()), now)
+        try:
+            await self.writer.run(follower.sync, store)
+        except Exception as exc:  # noqa: BLE001  (a shared store away: follow on when back)
+            self.writer.failed(exc, now)
         follower.refresh(now, [s.name for s in self.loaded.config.services])
         if follower.unsent:
             await self.writer.run(follower.flush, store)
@@ -278,6 +336,13 @@ class Daemon:
         """Stop launching, judge every second the launched attempts complete, commit it."""
         stop_at = self.clock.time()
         await self.probing.stop()
+        if self.fleet is not None:
+            fleet = self.fleet
+            await self.writer.run(fleet.step, fleet.cut(stop_at, through=math.floor(stop_at) - 1))
+            await self.writer.run(fleet.release)
+            await self._settle(self.clock.time())
+            log.info("slawatch stopped", extra={"pending_batches": 0})
+            return
         # Every attempt launched before the stop is in: seconds before it are complete.
         found = self.classifier.advance_through(math.floor(stop_at) - 1)
         now = self.clock.time()

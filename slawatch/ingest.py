@@ -207,11 +207,10 @@ class Ingest:
         if detail != attempt.detail:
             attempt = dataclasses.replace(attempt, detail=detail)
         try:
-            taken = daemon.classifier.add(attempt)
+            taken = daemon.pool(attempt)
         except UnknownServiceError as exc:
             self._refuse(tally, "unknown_service", f"{where}: service: {exc}")
             return
-        daemon.recorder.attempt(attempt)
         source = attempt.source.value
         tally.taken[attempt.service, attempt.channel.value, source, attempt.outcome.value] += 1
         tally.accepted += 1

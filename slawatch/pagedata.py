@@ -225,7 +225,7 @@ def open_incidents(daemon: Daemon, now: float) -> list[dict[str, Any]]:
 
 
 def probers(daemon: Daemon, now: float) -> list[dict[str, Any]]:
-    """The probers and their health: this instance's row (a fleet adds one per prober)."""
+    """The probers and their health: this instance's row, and in a fleet every other member's."""
     health = daemon.health
     config = daemon.loaded.config
     targets = {(s.name, t.name) for s in config.services for t in s.api} | {
@@ -260,17 +260,55 @@ def probers(daemon: Daemon, now: float) -> list[dict[str, Any]]:
             "detail": f"{len(targets)} configured, {len(misconfigured)} misconfigured",
         },
     ]
-    return [
-        {
-            "id": config.prober.id,
-            "this_instance": True,
-            "healthy": all(check["ok"] for check in checks),
-            "last_tick": format_time(health.last_tick, 0) if health.last_tick else None,
-            "launch_lag_s": round(health.last_lag, 3),
-            "checks": checks,
-            "misconfigured": misconfigured,
-        }
-    ]
+    fleet = daemon.fleet
+    if fleet is not None:
+        checks.append(_clock_check(fleet.clock_offset, config.cluster.max_clock_offset))
+    own = {
+        "id": config.prober.id,
+        "this_instance": True,
+        "healthy": all(check["ok"] for check in checks),
+        "last_tick": format_time(health.last_tick, 0) if health.last_tick else None,
+        "launch_lag_s": round(health.last_lag, 3),
+        "checks": checks,
+        "misconfigured": misconfigured,
+    }
+    if fleet is None:
+        return [own]
+    own["group"] = config.prober.group
+    others = []
+    for member in fleet.probers:
+        if member.id == config.prober.id:
+            continue
+        member_checks = [
+            {
+                "name": "heartbeat",
+                "ok": member.live,
+                "detail": f"{member.heartbeat_age_s:.1f} s ago, group {member.group}",
+            },
+            _clock_check(member.clock_offset_s, config.cluster.max_clock_offset),
+        ]
+        others.append(
+            {
+                "id": member.id,
+                "this_instance": False,
+                "group": member.group,
+                "healthy": all(check["ok"] for check in member_checks),
+                "checks": member_checks,
+                "misconfigured": [],
+            }
+        )
+    return [own, *others]
+
+
+def _clock_check(offset: float | None, limit: float) -> dict[str, Any]:
+    """A fleet member's clock offset to the database, judged against ``max_clock_offset``."""
+    if offset is None:
+        return {"name": "clock_offset", "ok": True, "detail": "not measured yet"}
+    return {
+        "name": "clock_offset",
+        "ok": abs(offset) <= limit,
+        "detail": f"{offset:+.3f} s to the database (set aside beyond {limit:g} s)",
+    }
 
 
 async def status_document(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from config import LoadedConfig
 from config.timetext import format_time
 from probe.attempt import Attempt
-from probe.base import ProbeContext
+from probe.base import CONTROL_SERVICE, ProbeContext
 from probe.clock import Clock
 from probe.registry import build_probes, probe_context
 from probe.scheduler import Launch, MissedLaunches, Scheduler
@@ -37,6 +37,8 @@ class Probing:
         # Every context probes were built with: probes kept across a reload keep theirs
         # (and its HTTP sessions), so all are closed only once the scheduler has stopped.
         self._contexts: list[ProbeContext] = []
+        # In a sharded fleet group: whether this member probes a (service, channel, target).
+        self._owned: Callable[[str, str, str], bool] | None = None
         self.scheduler = Scheduler(
             clock=clock,
             on_attempt=on_attempt,
@@ -55,7 +57,20 @@ class Probing:
         self._loaded = loaded
         context = probe_context(loaded, self._clock)
         self._contexts.append(context)
-        self.scheduler.replace(build_probes(loaded.config, context))
+        probes = build_probes(loaded.config, context)
+        owned = self._owned
+        if owned is not None:
+            probes = [
+                p
+                for p in probes
+                if p.service == CONTROL_SERVICE or owned(p.service, str(p.channel), p.target)
+            ]
+        self.scheduler.replace(probes)
+
+    def shard(self, owned: Callable[[str, str, str], bool]) -> None:
+        """Probe only the targets ``owned`` says this member probes (control checks always)."""
+        self._owned = owned
+        self.reconfigure(self._loaded)
 
     async def stop(self) -> None:
         """Stop launching, let attempts in flight finish, then close every probe context."""

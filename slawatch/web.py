@@ -75,6 +75,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/reports", reports_page)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/probers", probers)
+    app.router.add_get("/api/v1/cluster", cluster)
     app.router.add_get("/api/v1/reports", reports)
     app.router.add_get("/api/v1/services", services)
     app.router.add_get("/api/v1/services/{name}/timeline", service_timeline)
@@ -382,6 +383,14 @@ async def probers(request: web.Request) -> web.Response:
     """Every prober and its health (this instance's, until a fleet adds the others)."""
     daemon = request.app[DAEMON]
     return _json({"probers": pagedata.probers(daemon, daemon.clock.time())})
+
+
+async def cluster(request: web.Request) -> web.Response:
+    """The fleet as this instance last read it: the lease's holder and epoch, every prober."""
+    fleet = request.app[DAEMON].fleet
+    if fleet is None:
+        return _error(404, "not a fleet: storage.url is not set")
+    return _json(fleet.cluster())
 
 
 def _service(request: web.Request) -> ServiceConfig:

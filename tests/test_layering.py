@@ -32,7 +32,7 @@ PACKAGES = tuple(ALLOWED)
 # The domain packages take time as data and touch no network: importing them (the store
 # drivers apart) must load none of these.
 PURE = ("config", "classifier", "sla", "incidents")
-DRIVERS = frozenset({"incidents.sqlite_store", "incidents.pg_store"})
+DRIVERS = frozenset({"incidents.sqlite_store", "incidents.pg_store", "incidents.pg_fleet"})
 IO_LIBRARIES = ("aiohttp", "aiosmtplib", "psycopg", "prometheus_client", "sqlite3")
 
 

@@ -127,6 +127,16 @@ CASES = [
         id="rate-zero",
     ),
     pytest.param(
+        "invalid-lease-ttl.yaml",
+        "invalid-lease-ttl.yaml: cluster.lease_ttl: must be at least 2s, got 500ms",
+        id="lease-ttl",
+    ),
+    pytest.param(
+        "invalid-replicas.yaml",
+        "invalid-replicas.yaml: cluster.replicas: must be 1 or 2, got 3",
+        id="replicas",
+    ),
+    pytest.param(
         "invalid-ratio.yaml",
         "invalid-ratio.yaml: services[0].classifier.degraded_ratio: must be less than or equal to 1, got 1.5",
         id="ratio",

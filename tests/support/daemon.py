@@ -86,8 +86,13 @@ class Daemon:
         *,
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        module: str = "slawatch.cli",
+        module_args: Sequence[str] = (),
     ) -> None:
         self.folder = folder
+        # The module run as `python -m` (a test wrapper around the CLI), with its own arguments.
+        self.module = module
+        self.module_args = tuple(module_args)
         self.port = port
         self.log = folder / LOG
         # Variables added to this process's environment (the config's ${VAR}s).
@@ -105,7 +110,7 @@ class Daemon:
 
     def start(self, timeout: float = 20.0) -> None:
         """Start the daemon and wait until /readyz says it is ready."""
-        command = [sys.executable, "-m", "slawatch.cli", "run", "--config", CONFIG]
+        command = [sys.executable, "-m", self.module, *self.module_args, "run", "--config", CONFIG]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*command, "--log-format", "json", *self.args],

@@ -1,0 +1,303 @@
+"""The fleet tables on a real PostgreSQL: joining, atomic publishing, the fenced lease, claims."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from classifier.pooling import PackError, ProberSecond, pool
+from classifier.verdict import OUTCOME_INDEX, OUTCOMES
+from incidents.lifecycle import signal_event
+from incidents.outbox import Notification
+from incidents.store import Batch
+from probe.attempt import Channel, Outcome
+from probe.clock import SystemClock
+from tests.incidents.test_store import TERMS, opened
+from tests.support.postgres import PgCluster
+
+LANES = (("bird", Channel.API), ("bird", Channel.SMTP))
+T0 = 1_790_000_000
+DIGEST = "d" * 64
+
+
+def _counts(**by_outcome: int) -> tuple[int, ...]:
+    row = [0] * len(OUTCOMES)
+    for name, n in by_outcome.items():
+        row[OUTCOME_INDEX[Outcome(name)]] = n
+    return tuple(row)
+
+
+@pytest.fixture
+def db(postgres: PgCluster) -> Iterator[tuple[str, Any]]:
+    """A fresh database with the slawatch schema: its URL and a store on it."""
+    from incidents.pg_store import PgStore
+
+    url = postgres.new_database()
+    store = PgStore(url)
+    yield url, store
+    store.close()
+
+
+def _fleet(store: Any, member: str, *, join: bool = True) -> Any:
+    from incidents.pg_fleet import PgFleet
+
+    fleet = PgFleet(store, member=member)
+    if join:
+        fleet.join(group="eu", version="0.1.0", digest=DIGEST, prober_timeout=5.0)
+    return fleet
+
+
+def _sql(store: Any, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    def run(cur: Any) -> list[Any]:
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+    result: list[Any] = store.transaction(run)
+    return result
+
+
+def test_the_fleet_schema_is_a_forward_migration(db: tuple[str, Any]) -> None:
+    """Version 2 adds the fleet tables; the lease starts free at epoch 0."""
+    from incidents.pg_store import SCHEMA_VERSION
+
+    _, store = db
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    lease = _fleet(store, "p1", join=False).lease()
+    assert (lease.holder, lease.epoch, lease.held) == (None, 0, False)
+
+
+def test_a_publish_is_slices_and_heartbeat_in_one_transaction(db: tuple[str, Any]) -> None:
+    """Slices go in once (a repeat keeps the first); the watermark follows the newest second."""
+    _, store = db
+    fleet = _fleet(store, "p1")
+    first = ProberSecond("p1", T0, {LANES[0]: _counts(ok=2, timeout=1)}, 1, 1)
+    fleet.publish([first, ProberSecond("p1", T0 + 1)], LANES)
+    fleet.publish([ProberSecond("p1", T0, {LANES[0]: _counts(ok=9)})], LANES)
+    stored = fleet.slices(T0, T0 + 5, LANES)
+    assert [s.slice for s in stored] == [first, ProberSecond("p1", T0 + 1)]
+    assert all(s.ingested_at > T0 for s in stored)
+    (info,) = fleet.probers(prober_timeout=5.0)
+    assert (info.id, info.group, info.watermark, info.live) == ("p1", "eu", T0 + 1, True)
+    assert info.to_json() == {
+        "id": "p1",
+        "group": "eu",
+        "live": True,
+        "watermark": T0 + 1,
+        "clock_offset_s": None,
+        "version": "0.1.0",
+    }
+
+
+def test_a_publish_that_fails_writes_nothing(db: tuple[str, Any]) -> None:
+    """A slice that cannot be packed fails the whole publish: no row, no heartbeat move."""
+    _, store = db
+    fleet = _fleet(store, "p1")
+    bad = ProberSecond("p1", T0 + 1, {("other", Channel.API): _counts(ok=1)})
+    with pytest.raises(PackError):
+        fleet.publish([ProberSecond("p1", T0), bad], LANES)
+    assert fleet.slices(T0, T0 + 5, LANES) == []
+    assert fleet.probers(5.0)[0].watermark is None
+
+
+def test_a_member_judging_by_other_rules_is_refused(db: tuple[str, Any]) -> None:
+    """A different judging digest is refused while a member with the other one is live."""
+    from incidents.pg_fleet import FleetError, PgFleet
+
+    _, store = db
+    _fleet(store, "p1")
+    other = PgFleet(store, member="p2")
+    with pytest.raises(FleetError, match="prober 'p2' judges by other rules than live member 'p1'"):
+        other.join(group="us", version="0.1.0", digest="e" * 64, prober_timeout=5.0)
+    _sql(store, "UPDATE probers SET heartbeat_at = clock_timestamp() - interval '1 minute'")
+    other.join(group="us", version="0.1.0", digest="e" * 64, prober_timeout=5.0)
+    live = {p.id: p.live for p in other.probers(prober_timeout=5.0)}
+    assert live == {"p1": False, "p2": True}
+
+
+def test_the_clock_offset_is_measured_against_the_database(db: tuple[str, Any]) -> None:
+    """A local clock 2 s ahead measures about +2 s; the offset is recorded on the prober."""
+    _, store = db
+    fleet = _fleet(store, "p1")
+    clock = SystemClock()
+    assert abs(fleet.measure_offset(clock.time)) < 0.1
+    ahead = fleet.measure_offset(lambda: clock.time() + 2.0)
+    assert abs(ahead - 2.0) < 0.1
+    fleet.set_clock_offset(ahead)
+    assert abs(fleet.probers(5.0)[0].clock_offset_s - ahead) < 0.001
+    assert abs(fleet.now() - clock.time()) < 1.0
+
+
+def _batch(epoch_note: str = "bird-1") -> Batch:
+    return Batch(events=[signal_event(opened(epoch_note), TERMS, source="classifier")])
+
+
+def test_one_holder_at_a_time_and_renewal_keeps_the_epoch(db: tuple[str, Any]) -> None:
+    """The first candidate takes the lease at epoch 1; the second waits; renewing keeps 1."""
+    _, store = db
+    a, b = _fleet(store, "a"), _fleet(store, "b")
+    assert a.acquire(3.0) == 1
+    assert b.acquire(3.0) is None
+    assert a.acquire(3.0) == 1
+    lease = b.lease()
+    assert (lease.holder, lease.epoch, lease.held) == ("a", 1, True)
+    assert 2.0 < lease.remaining_s <= 3.0
+
+
+def test_a_paused_leader_is_fenced(db: tuple[str, Any]) -> None:
+    """The old leader's lease lapses, another takes over, and the old one's commit is refused."""
+    from incidents.pg_fleet import Fenced, event_epochs
+
+    _, store = db
+    old, new = _fleet(store, "old"), _fleet(store, "new")
+    epoch = old.acquire(3.0)
+    assert epoch == 1
+    # The old leader stops here (a pause, a partition) while its lease runs out.
+    _sql(store, "UPDATE lease SET expires_at = clock_timestamp() - interval '1 second'")
+    assert new.acquire(3.0) == 2
+    pooled = pool(T0, [ProberSecond("old", T0)], live=["old"])
+    with pytest.raises(Fenced, match="fenced at epoch 1"):
+        old.finalize(epoch, 3.0, batch=_batch("bird-1"), pooled=[pooled])
+    assert store.incidents() == []
+    assert old.pooled_through() is None
+    new.finalize(2, 3.0, batch=_batch("bird-2"), pooled=[pooled])
+    assert [i.id for i in store.incidents()] == ["bird-2"]
+    assert [epoch for _, epoch in event_epochs(store)] == [2]
+    assert new.pooled(T0, T0) == [
+        {"second": T0, "epoch": 2, "reporting": ["old"], "set_aside": [], "expected": ["old"]}
+    ]
+
+
+def test_a_lapsed_lease_fences_its_holder_even_unclaimed(db: tuple[str, Any]) -> None:
+    """Past its expiry the holder's writes are refused; taking it again bumps the epoch."""
+    from incidents.pg_fleet import Fenced
+
+    _, store = db
+    leader = _fleet(store, "a")
+    assert leader.acquire(3.0) == 1
+    _sql(store, "UPDATE lease SET expires_at = clock_timestamp() - interval '1 second'")
+    with pytest.raises(Fenced):
+        leader.finalize(1, 3.0, batch=_batch())
+    assert leader.acquire(3.0) == 2
+    assert leader.finalize(2, 3.0, batch=_batch())[0].id == "bird-1"
+
+
+def test_a_candidate_never_hangs_on_a_renewal_in_progress(
+    db: tuple[str, Any], postgres: PgCluster
+) -> None:
+    """While the lease row is locked by an open transaction, a candidate gives up within a second."""
+    import psycopg
+
+    url, store = db
+    candidate = _fleet(store, "b")
+    with psycopg.connect(url) as holder:
+        holder.execute("UPDATE lease SET holder = 'a', epoch = 5 WHERE name = 'finalizer'")
+        # The transaction stays open: the row lock is held, as by a paused leader mid-renewal.
+        assert candidate.acquire(3.0) is None
+        holder.rollback()
+    assert candidate.acquire(3.0) == 1
+
+
+def test_a_planned_step_down_frees_the_lease_at_once(db: tuple[str, Any]) -> None:
+    """`release` ends the lease now; another takes over at the next epoch."""
+    _, store = db
+    a, b = _fleet(store, "a"), _fleet(store, "b")
+    assert a.acquire(5.0) == 1
+    assert b.release(1) is False
+    assert a.release(1) is True
+    assert b.acquire(5.0) == 2
+
+
+def test_late_slices_are_found_once_and_recorded(db: tuple[str, Any]) -> None:
+    """A slice published after its second was pooled is listed until recorded as late."""
+    from incidents.pg_fleet import LateSlice
+
+    _, store = db
+    p1, p2 = _fleet(store, "p1"), _fleet(store, "p2")
+    p1.publish([ProberSecond("p1", T0, {LANES[0]: _counts(timeout=1)})], LANES)
+    epoch = p1.acquire(3.0)
+    rows = [s.slice for s in p1.slices(T0, T0, LANES)]
+    p1.finalize(epoch, 3.0, batch=Batch(), pooled=[pool(T0, rows, live=["p1", "p2"])])
+    assert p1.unpooled(T0 - 10, T0, LANES) == []
+    p2.publish([ProberSecond("p2", T0, {LANES[0]: _counts(ok=1)})], LANES)
+    (late,) = p1.unpooled(T0 - 10, T0, LANES)
+    assert late.slice.prober == "p2"
+    record = LateSlice(T0, "p2", late.ingested_at, would_change=True)
+    p1.finalize(epoch, 3.0, batch=Batch(), late=[record])
+    assert p1.unpooled(T0 - 10, T0, LANES) == []
+    (kept,) = p1.late()
+    assert (kept.second, kept.prober, kept.would_change) == (T0, "p2", True)
+    assert abs(kept.ingested_at - late.ingested_at) < 0.001
+
+
+def _note(key: str) -> Notification:
+    return Notification(key=key, channel="ops", event="opened", created_at=T0, document={"k": key})
+
+
+def test_each_notification_is_claimed_by_one_instance(db: tuple[str, Any]) -> None:
+    """Claims skip rows another instance holds; a claim lapses after its hold."""
+    _, store = db
+    a, b = _fleet(store, "a", join=False), _fleet(store, "b", join=False)
+    assert a.acquire(3.0) == 1
+    a.enqueue(1, 3.0, [_note("k1"), _note("k2")], cursor=None)
+    got: dict[str, list[str]] = {}
+    barrier = threading.Barrier(2)
+
+    def claim(fleet: Any) -> None:
+        barrier.wait()
+        got[fleet.member] = [n.key for n in fleet.claim(T0, hold=30.0, limit=1)]
+
+    threads = [threading.Thread(target=claim, args=(f,)) for f in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(got["a"] + got["b"]) == ["k1", "k2"]
+    assert a.claim(T0 + 1, hold=30.0) == []
+    assert sorted(n.key for n in b.claim(T0 + 31, hold=30.0)) == ["k1", "k2"]
+    store.mark_delivered("k1", at=T0 + 32)
+    assert [n.key for n in a.claim(T0 + 100, hold=30.0)] == ["k2"]
+    assert _sql(store, "SELECT key, epoch FROM outbox ORDER BY key") == [("k1", 1), ("k2", 1)]
+
+
+def test_an_enqueue_by_a_fenced_finalizer_writes_nothing(db: tuple[str, Any]) -> None:
+    """Notifications from a finalizer that lost its lease are not queued."""
+    from incidents.pg_fleet import Fenced
+
+    _, store = db
+    leader = _fleet(store, "a", join=False)
+    with pytest.raises(Fenced):
+        leader.enqueue(1, 3.0, [_note("k1")], cursor=4)
+    assert store.notifications() == []
+    assert store.notify_cursor() == 0
+
+
+def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
+    """Runs of equal counts, the probers with their groups, and how many saw the incident."""
+    _, store = db
+    p1, p2 = _fleet(store, "p1"), _fleet(store, "p2")
+    assert store.vantage(T0, T0 + 10, (T0, T0 + 10)) is None
+    epoch = p1.acquire(3.0)
+    pooled = [
+        pool(T0, [ProberSecond("p1", T0)], live=["p1", "p2"]),
+        pool(T0 + 1, [ProberSecond("p1", T0 + 1), ProberSecond("p2", T0 + 1)], live=["p1", "p2"]),
+        pool(T0 + 2, [ProberSecond("p1", T0 + 2), ProberSecond("p2", T0 + 2)], live=["p1", "p2"]),
+    ]
+    p1.finalize(epoch, 3.0, batch=Batch(), pooled=pooled)
+    del p2
+    vantage = store.vantage(T0, T0 + 10, (T0 + 1, T0 + 2))
+    assert vantage["probers"] == [{"id": "p1", "group": "eu"}, {"id": "p2", "group": "eu"}]
+    assert [(r["probers_reporting"], r["probers_expected"]) for r in vantage["seconds"]] == [
+        (1, 2),
+        (2, 2),
+    ]
+    assert vantage["seconds"][1]["to"] == "2026-09-21T14:13:22Z"
+    assert vantage["incident"] == {
+        "probers_reporting": {"min": 2, "max": 2},
+        "locations_reporting": {"min": 1, "max": 1},
+    }
+    spread = store.vantage(T0, T0 + 10, (T0, T0 + 2))["incident"]["probers_reporting"]
+    assert spread == {"min": 1, "max": 2}
+    assert store.vantage(T0, T0 + 10, (T0 + 5, T0 + 6))["incident"]["probers_reporting"] is None
