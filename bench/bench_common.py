@@ -62,11 +62,16 @@ class Faults:
 
 
 class _Target(asyncio.Protocol):
-    """A minimal HTTP/1.1 responder that answers, hangs or resets each request at random."""
+    """A minimal HTTP/1.1 responder that answers, hangs or resets each request at random.
 
-    def __init__(self, faults: Faults, rng: random.Random) -> None:
+    Every request is counted (``served``); ``GET /_count`` answers the count so far (and is
+    not counted), so benchmarks count probes where they arrive, not where they are sent.
+    """
+
+    def __init__(self, faults: Faults, rng: random.Random, served: list[int]) -> None:
         self.faults = faults
         self.rng = rng
+        self.served = served
         self.buffer = b""
         self.hold: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
@@ -85,6 +90,15 @@ class _Target(asyncio.Protocol):
         self.buffer += data
         while b"\r\n\r\n" in self.buffer:
             head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            if head.startswith(b"GET /_count "):
+                count = str(self.served[0]).encode()
+                transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                    % (len(count), count)
+                )
+                transport.close()
+                return
+            self.served[0] += 1
             draw = self.rng.random()
             f = self.faults
             if draw < f.hang:
@@ -119,8 +133,9 @@ async def _serve(args: argparse.Namespace) -> None:
     faults = Faults(error=share / 3, hang=share / 3, reset=share / 3, hang_s=args.hang)
     rng = random.Random(args.seed)  # noqa: S311  (fault choice, not security)
     loop = asyncio.get_running_loop()
+    served = [0]
     server = await loop.create_server(
-        lambda: _Target(faults, rng), HOST, args.port, backlog=4096, reuse_address=True
+        lambda: _Target(faults, rng, served), HOST, args.port, backlog=4096, reuse_address=True
     )
     ready: dict[str, Any] = {"http_port": args.port}
     provider = None
@@ -157,6 +172,13 @@ class TargetServer:
         """The URL of target ``index``."""
         return f"http://{HOST}:{self.http_port}/t{index}"
 
+    def served(self) -> int:
+        """Requests the server has answered so far (counted where they arrive)."""
+        status, body = http_get(f"http://{HOST}:{self.http_port}/_count", timeout=10.0)
+        if status != 200:
+            raise RuntimeError(f"the target server answered {status} for its count")
+        return int(body)
+
 
 @contextlib.contextmanager
 def target_server(
@@ -167,8 +189,9 @@ def target_server(
     seed: int = 1,
     hang: float = 3.0,
     flap: tuple[float, float] = (20.0, 90.0),
+    cores: set[int] | None = None,
 ) -> Iterator[TargetServer]:
-    """Start the target server in another process; stop it on exit."""
+    """Start the target server in another process (on ``cores``, if given); stop it on exit."""
     ready = folder / "server-ready.json"
     port = free_port()
     command = [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(port)]
@@ -176,7 +199,8 @@ def target_server(
     command += ["--ready", str(ready), "--flap-min", str(flap[0]), "--flap-max", str(flap[1])]
     if smtp:
         command.append("--smtp")
-    proc = subprocess.Popen(command, cwd=ROOT)
+    with pinned(cores):
+        proc = subprocess.Popen(command, cwd=ROOT)
     try:
         info = _wait_file(ready, proc, 20.0)
         yield TargetServer(proc, port, info.get("smtp_port"), info.get("api_url"))
@@ -196,6 +220,44 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> dic
 
 
 # -- processes ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def pinned(cores: set[int] | None) -> Iterator[None]:
+    """Run this process on ``cores`` meanwhile, so the children started inside inherit them.
+
+    Every thread a child ever starts inherits its affinity, which pinning the child's pid
+    afterwards would not give (threads it already runs keep theirs).
+    """
+    if cores is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def busy_process(core: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A process spinning on ``core`` (the competitor of a contention run)."""
+    with pinned({core}):
+        proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def prober_cores() -> tuple[set[int] | None, set[int] | None]:
+    """(the prober's core, the target server's cores): one core each when there are two."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    return {cores[0]}, set(cores[1:])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:

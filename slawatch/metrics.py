@@ -16,7 +16,8 @@ from slawatch.attemptmetrics import AttemptTable
 # Attempt durations: from a fast loopback call to the longest sensible timeout.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Launch lag: a healthy loop stays in the first buckets; a stalled one reaches seconds.
-LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# 0.02: the launch-lag p99 goal (docs/performance.md) is read off one bucket, not interpolated.
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CLOCKS = ("first_response", "update", "restore")
 SEVERITIES = ("1", "2", "3")
 # Outcomes of notification tries: delivered, a failed try (retried), dead-lettered.
