@@ -134,10 +134,14 @@ async def _serve(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)  # noqa: S311  (fault choice, not security)
     loop = asyncio.get_running_loop()
     served = [0]
-    server = await loop.create_server(
-        lambda: _Target(faults, rng, served), HOST, args.port, backlog=4096, reuse_address=True
-    )
-    ready: dict[str, Any] = {"http_port": args.port}
+    servers = [
+        await loop.create_server(
+            lambda: _Target(faults, rng, served), HOST, port, backlog=4096, reuse_address=True
+        )
+        for port in [args.port] + [0] * (args.ports - 1)
+    ]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    ready: dict[str, Any] = {"http_port": args.port, "http_ports": ports}
     provider = None
     flapper = None
     if args.smtp:
@@ -150,9 +154,10 @@ async def _serve(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     await asyncio.to_thread(Path(args.ready).write_text, json.dumps(ready))
     try:
-        async with server:
-            await stop.wait()
+        await stop.wait()
     finally:
+        for server in servers:
+            server.close()
         if flapper is not None:
             flapper.cancel()
         if provider is not None:
@@ -167,10 +172,13 @@ class TargetServer:
     http_port: int
     smtp_port: int | None
     api_url: str | None
+    # Every port the targets are spread over (http_port first).
+    http_ports: tuple[int, ...] = ()
 
     def url(self, index: int) -> str:
-        """The URL of target ``index``."""
-        return f"http://{HOST}:{self.http_port}/t{index}"
+        """The URL of target ``index``: the targets take the ports in turn."""
+        ports = self.http_ports or (self.http_port,)
+        return f"http://{HOST}:{ports[index % len(ports)]}/t{index}"
 
     def served(self) -> int:
         """Requests the server has answered so far (counted where they arrive)."""
@@ -190,20 +198,34 @@ def target_server(
     hang: float = 3.0,
     flap: tuple[float, float] = (20.0, 90.0),
     cores: set[int] | None = None,
+    ports: int = 16,
 ) -> Iterator[TargetServer]:
-    """Start the target server in another process (on ``cores``, if given); stop it on exit."""
+    """Start the target server in another process (on ``cores``, if given); stop it on exit.
+
+    It listens on ``ports`` ports: fresh connections leave each one in TIME_WAIT for a
+    minute, and one destination (address and port) has only some 28,000 source ports, so
+    two thousand new connections a second to one port would measure the kernel's search
+    for a free source port rather than the prober. Many targets are many destinations.
+    """
     ready = folder / "server-ready.json"
     port = free_port()
     command = [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(port)]
     command += ["--fault-share", str(fault_share), "--seed", str(seed), "--hang", str(hang)]
     command += ["--ready", str(ready), "--flap-min", str(flap[0]), "--flap-max", str(flap[1])]
+    command += ["--ports", str(ports)]
     if smtp:
         command.append("--smtp")
     with pinned(cores):
         proc = subprocess.Popen(command, cwd=ROOT)
     try:
         info = _wait_file(ready, proc, 20.0)
-        yield TargetServer(proc, port, info.get("smtp_port"), info.get("api_url"))
+        yield TargetServer(
+            proc,
+            port,
+            info.get("smtp_port"),
+            info.get("api_url"),
+            tuple(info.get("http_ports", [port])),
+        )
     finally:
         stop_process(proc)
 
@@ -419,6 +441,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve")
     serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--ports", type=int, default=1, help="listen on this many ports")
     serve.add_argument("--fault-share", type=float, default=0.0)
     serve.add_argument("--hang", type=float, default=3.0)
     serve.add_argument("--seed", type=int, default=1)

@@ -245,7 +245,8 @@ def run_floor(
 ) -> Result:
     """Measure the plain aiohttp probe loop (``--floor``) on asyncio's loop or uvloop."""
     command = [sys.executable, str(Path(__file__).resolve()), "--floor", loop]
-    command += ["--port", str(server.http_port), "--targets", str(targets)]
+    ports = ",".join(str(p) for p in server.http_ports)
+    command += ["--ports", ports, "--targets", str(targets)]
     log = (folder / "floor.log").open("ab")
     with pinned(args.prober):
         proc = subprocess.Popen(command, stdout=log, stderr=log)
@@ -257,7 +258,7 @@ def run_floor(
     return _result(loop, targets, window, "-")
 
 
-async def floor_loop(port: int, targets: int) -> None:
+async def floor_loop(ports: list[int], targets: int) -> None:
     """N targets, each GET once a second at a fixed offset, fresh connection, body read."""
     import aiohttp
 
@@ -272,7 +273,7 @@ async def floor_loop(port: int, targets: int) -> None:
                     await response.read()
 
         async def lane(i: int) -> None:
-            url = f"http://{HOST}:{port}/t{i}"
+            url = f"http://{HOST}:{ports[i % len(ports)]}/t{i}"  # as TargetServer.url
             digest = hashlib.sha256(url.encode()).digest()
             offset = int.from_bytes(digest[:8], "big") / 2.0**64
             wall = loop.time()  # the floor keeps its own schedule, monotonic
@@ -302,7 +303,7 @@ def main() -> None:
     )
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
     parser.add_argument("--floor", choices=["aiohttp", "uvloop"], help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
         if args.floor == "uvloop":
@@ -312,7 +313,7 @@ def main() -> None:
         else:
             runner = asyncio.Runner()
         with runner:
-            runner.run(floor_loop(args.port, args.targets[0]))
+            runner.run(floor_loop([int(p) for p in args.ports.split(",")], args.targets[0]))
         return
     args.prober, servers = prober_cores()
     print(

@@ -284,7 +284,7 @@ class Scheduler:
         at = max(self._pace_at, now)
         self._pace_at = at + step
         # The first CATCH_UP_BURST late launches in a row go at once.
-        return max(now, at - step * CATCH_UP_BURST)
+        return max(now, at - step * (CATCH_UP_BURST - 1))
 
     def _launch(self, lane: _Lane, slot: float, now: float) -> None:
         probe = lane.probe
