@@ -281,6 +281,8 @@ class Daemon:
         self.loaded = loaded
         self.classifier.reconfigure(loaded.config, loaded.catalog)
         self.recorder.reconfigure(loaded)
+        if loaded.config.metrics.per_target != self.metrics.table.per_target:
+            log.warning("metrics.per_target takes effect at the next restart")
         self.metrics.prepare(loaded.config)
         self.status.reconfigure(loaded.config)
         self.follower.rules.reconfigure(
