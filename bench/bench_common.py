@@ -362,7 +362,8 @@ def slawatch_daemon(folder: Path, config: dict[str, Any]) -> Daemon:
 
 def daemon_metrics(daemon: Daemon) -> dict[str, list[tuple[dict[str, str], float]]]:
     """The daemon's /metrics as {sample name: [(labels, value)]}."""
-    status, body = http_get(daemon.url("/metrics"), timeout=10.0)
+    # Generous: a saturated daemon writes its page between launches, last.
+    status, body = http_get(daemon.url("/metrics"), timeout=60.0)
     if status != 200:
         raise RuntimeError(f"slawatch /metrics answered {status}")
     return parse_metrics(body.decode())

@@ -150,18 +150,17 @@ def run(folder: Path, targets: int, args: argparse.Namespace) -> dict[str, Any]:
                     stack.enter_context(busy_process(min(prober)))
                 _sleep(args.warmup)
                 load0 = load_average()
-                before, stats0, served0 = (
-                    daemon_metrics(daemon),
-                    proc_stats(daemon.pid),
-                    server.served(),
-                )
-                scrapes0 = _scrapes(scraping)
-                start = time.perf_counter()
-                _sleep(args.seconds)
-                window = time.perf_counter() - start
+                before, scrapes0 = daemon_metrics(daemon), _scrapes(scraping)
+                # Each count's moment is the middle of its request (the server answers when
+                # it can), so the window is what the two counts span.
+                asked = time.perf_counter()
+                stats0, served0 = proc_stats(daemon.pid), server.served()
+                start = (asked + time.perf_counter()) / 2
+                _sleep(asked + args.seconds - time.perf_counter())
+                asked = time.perf_counter()
                 stats1, served1 = proc_stats(daemon.pid), server.served()
-                after = daemon_metrics(daemon)
-                scrapes1 = _scrapes(scraping)
+                window = (asked + time.perf_counter()) / 2 - start
+                after, scrapes1 = daemon_metrics(daemon), _scrapes(scraping)
                 load1 = load_average()
                 hwm = _peak_rss_mb(daemon.pid)
         finally:

@@ -115,11 +115,15 @@ def _measure(server: TargetServer, pids: list[int], args: argparse.Namespace) ->
     """Warm up, then count the server's requests and the processes' CPU over the window."""
     _sleep_until(time.perf_counter() + args.warmup)
     load0 = load_average()
+    # The server answers its count when it can (later on a busy machine): each count's
+    # moment is taken as the middle of its request, so the window is what the counts span.
+    asked = time.perf_counter()
     served0, cpu0 = server.served(), [proc_stats(pid) for pid in pids]
-    start = time.perf_counter()
-    _sleep_until(start + args.seconds)
+    start = (asked + time.perf_counter()) / 2
+    _sleep_until(asked + args.seconds)
+    asked = time.perf_counter()
     cpu1, served1 = [proc_stats(pid) for pid in pids], server.served()
-    window = time.perf_counter() - start
+    window = (asked + time.perf_counter()) / 2 - start
     return Window(
         probes=served1 - served0,
         seconds=window,
