@@ -298,7 +298,7 @@ class Scheduler:
             self._missed(lane, k, k, "in_flight")
             return
         deadline = self._clock.monotonic() + probe.timeout
-        task = asyncio.create_task(self._attempt(probe, now, deadline))
+        task = asyncio.create_task(self._attempt(lane, slot, now, deadline))
         lane.in_flight.add(task)
         self._attempts[task] = deadline
         task.add_done_callback(lane.in_flight.discard)
@@ -307,8 +307,17 @@ class Scheduler:
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._attempts.pop(task, None)
 
-    async def _attempt(self, probe: Probe, launched: float, deadline: float) -> None:
-        """Run one attempt and deliver it; a probe that raises is a ``probe_error``."""
+    async def _attempt(self, lane: _Lane, slot: float, launched: float, deadline: float) -> None:
+        """Run one attempt and deliver it; a probe that raises is a ``probe_error``.
+
+        A task that only starts after its launch's second has ended (the loop stalled in
+        between) makes no attempt: that second had none, so it is reported missed.
+        """
+        probe = lane.probe
+        if self._clock.time() >= math.floor(slot) + 1:
+            k = round((slot - lane.phase) / lane.period)
+            self._missed(lane, k, k, "stalled")
+            return
         try:
             attempt = await probe.attempt(deadline=deadline)
         except asyncio.CancelledError:

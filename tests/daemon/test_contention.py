@@ -132,6 +132,8 @@ async def test_missed_launches_are_counted_and_judged_no_data(tmp_path: Path) ->
     per_slot = Counter((r.target, _slot_second(r)) for r in records)
     per_slot = Counter({key: n for key, n in per_slot.items() if first <= key[1] <= last})
     expected = {(f"t{i}", s) for i in range(TARGETS) for s in range(first, last + 1)}
+    gaps = sorted(expected - set(per_slot))
+    assert not gaps, f"launches neither made nor counted: {gaps[:5]}"
     assert set(per_slot) == expected
     assert set(per_slot.values()) == {1}
 

@@ -425,3 +425,25 @@ async def test_long_stall_keeps_records_of_its_latest_seconds_and_the_exact_coun
     assert len(missed.slots) == MISSED_RECORD_SECONDS * 2
     assert missed.slots == tuple(sorted(missed.slots))
     assert math.floor(missed.slots[-1]) == missed.last_second
+
+
+async def test_attempt_whose_task_starts_after_its_second_is_missed() -> None:
+    """A launch whose task only runs once its second is over makes no attempt: it is missed."""
+    clock = ManualClock(START)
+    recorder = Recorder()
+    probe = ClockedProbe(clock, "t")
+    scheduler = recorder.scheduler(clock)
+    scheduler.replace([probe])
+    await settle()
+    slot = clock.next_wake()
+    assert slot is not None
+    clock.advance(slot - clock.time())
+    await asyncio.sleep(0)  # the launch loop wakes and creates the attempt's task
+    assert len(recorder.launches) == 1
+    clock.advance(1.0)  # ... which only gets to run in the next second
+    await settle()
+    await stop(scheduler, clock)
+    assert math.floor(slot) not in [math.floor(start) for start in probe.starts]
+    assert [(m.reason, m.count, m.first_second) for m in recorder.missed] == [
+        ("stalled", 1, math.floor(slot))
+    ]
