@@ -9,11 +9,12 @@ outlast their period (up to ``max_in_flight`` per target, default
 ``ceil(timeout * rate) + 1``), and a slow or hung target never delays another's launch.
 
 Every launch reports its lag (actual minus scheduled wall time) through ``on_launch``.
-When the loop stalls past the end of a launch's second, the launch is not made late
-into another second: the seconds are reported through ``on_missed`` (reason
-``stalled``), as is a launch refused because the target has too many attempts in flight
-(reason ``in_flight``), with the slots they were due at: :func:`missed_attempts` turns
-them into ``probe_error`` records for the classifier and the evidence.
+When the loop stalls past the end of a launch's second (before the launch, or between
+the launch and its task's start), the launch is not made late into another second: the
+seconds are reported through ``on_missed`` (reason ``stalled``), as is a launch refused
+because the target has too many attempts in flight (reason ``in_flight``), with the slots
+they were due at: :func:`missed_attempts` turns them into ``probe_error`` records for the
+classifier and the evidence.
 
 Catching up: after a stall every lane wakes at once, and launching all of their late
 slots together would be a burst that makes the next seconds late too. Late launches
