@@ -58,7 +58,8 @@ def _line_blocks(read: Callable[[int], bytes], limit: int, block: int) -> Iterat
         pending = lines.pop()
         if lines and max(map(len, lines)) > limit:
             over = next(i for i, line in enumerate(lines) if len(line) > limit)
-            yield iter(lines[:over])  # the lines before it are judged, as they were read
+            # The lines before it are judged, as they would have been read one by one.
+            yield map(operator.add, lines[:over], itertools.repeat(b"\n"))
             raise ReplayError(number + over + 1, f"line is longer than {limit} bytes")
         if len(pending) > limit:
             yield map(operator.add, lines, itertools.repeat(b"\n"))
