@@ -62,11 +62,16 @@ class Faults:
 
 
 class _Target(asyncio.Protocol):
-    """A minimal HTTP/1.1 responder that answers, hangs or resets each request at random."""
+    """A minimal HTTP/1.1 responder that answers, hangs or resets each request at random.
 
-    def __init__(self, faults: Faults, rng: random.Random) -> None:
+    Every request is counted (``served``); ``GET /_count`` answers the count so far (and is
+    not counted), so benchmarks count probes where they arrive, not where they are sent.
+    """
+
+    def __init__(self, faults: Faults, rng: random.Random, served: list[int]) -> None:
         self.faults = faults
         self.rng = rng
+        self.served = served
         self.buffer = b""
         self.hold: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
@@ -85,6 +90,15 @@ class _Target(asyncio.Protocol):
         self.buffer += data
         while b"\r\n\r\n" in self.buffer:
             head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            if head.startswith(b"GET /_count "):
+                count = str(self.served[0]).encode()
+                transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                    % (len(count), count)
+                )
+                transport.close()
+                return
+            self.served[0] += 1
             draw = self.rng.random()
             f = self.faults
             if draw < f.hang:
@@ -119,10 +133,15 @@ async def _serve(args: argparse.Namespace) -> None:
     faults = Faults(error=share / 3, hang=share / 3, reset=share / 3, hang_s=args.hang)
     rng = random.Random(args.seed)  # noqa: S311  (fault choice, not security)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: _Target(faults, rng), HOST, args.port, backlog=4096, reuse_address=True
-    )
-    ready: dict[str, Any] = {"http_port": args.port}
+    served = [0]
+    servers = [
+        await loop.create_server(
+            lambda: _Target(faults, rng, served), HOST, port, backlog=4096, reuse_address=True
+        )
+        for port in [args.port] + [0] * (args.ports - 1)
+    ]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    ready: dict[str, Any] = {"http_port": args.port, "http_ports": ports}
     provider = None
     flapper = None
     if args.smtp:
@@ -135,9 +154,10 @@ async def _serve(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     await asyncio.to_thread(Path(args.ready).write_text, json.dumps(ready))
     try:
-        async with server:
-            await stop.wait()
+        await stop.wait()
     finally:
+        for server in servers:
+            server.close()
         if flapper is not None:
             flapper.cancel()
         if provider is not None:
@@ -152,10 +172,20 @@ class TargetServer:
     http_port: int
     smtp_port: int | None
     api_url: str | None
+    # Every port the targets are spread over (http_port first).
+    http_ports: tuple[int, ...] = ()
 
     def url(self, index: int) -> str:
-        """The URL of target ``index``."""
-        return f"http://{HOST}:{self.http_port}/t{index}"
+        """The URL of target ``index``: the targets take the ports in turn."""
+        ports = self.http_ports or (self.http_port,)
+        return f"http://{HOST}:{ports[index % len(ports)]}/t{index}"
+
+    def served(self) -> int:
+        """Requests the server has answered so far (counted where they arrive)."""
+        status, body = http_get(f"http://{HOST}:{self.http_port}/_count", timeout=10.0)
+        if status != 200:
+            raise RuntimeError(f"the target server answered {status} for its count")
+        return int(body)
 
 
 @contextlib.contextmanager
@@ -167,19 +197,35 @@ def target_server(
     seed: int = 1,
     hang: float = 3.0,
     flap: tuple[float, float] = (20.0, 90.0),
+    cores: set[int] | None = None,
+    ports: int = 16,
 ) -> Iterator[TargetServer]:
-    """Start the target server in another process; stop it on exit."""
+    """Start the target server in another process (on ``cores``, if given); stop it on exit.
+
+    It listens on ``ports`` ports: fresh connections leave each one in TIME_WAIT for a
+    minute, and one destination (address and port) has only some 28,000 source ports, so
+    two thousand new connections a second to one port would measure the kernel's search
+    for a free source port rather than the prober. Many targets are many destinations.
+    """
     ready = folder / "server-ready.json"
     port = free_port()
     command = [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(port)]
     command += ["--fault-share", str(fault_share), "--seed", str(seed), "--hang", str(hang)]
     command += ["--ready", str(ready), "--flap-min", str(flap[0]), "--flap-max", str(flap[1])]
+    command += ["--ports", str(ports)]
     if smtp:
         command.append("--smtp")
-    proc = subprocess.Popen(command, cwd=ROOT)
+    with pinned(cores):
+        proc = subprocess.Popen(command, cwd=ROOT)
     try:
         info = _wait_file(ready, proc, 20.0)
-        yield TargetServer(proc, port, info.get("smtp_port"), info.get("api_url"))
+        yield TargetServer(
+            proc,
+            port,
+            info.get("smtp_port"),
+            info.get("api_url"),
+            tuple(info.get("http_ports", [port])),
+        )
     finally:
         stop_process(proc)
 
@@ -196,6 +242,44 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> dic
 
 
 # -- processes ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def pinned(cores: set[int] | None) -> Iterator[None]:
+    """Run this process on ``cores`` meanwhile, so the children started inside inherit them.
+
+    Every thread a child ever starts inherits its affinity, which pinning the child's pid
+    afterwards would not give (threads it already runs keep theirs).
+    """
+    if cores is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def busy_process(core: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A process spinning on ``core`` (the competitor of a contention run)."""
+    with pinned({core}):
+        proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def prober_cores() -> tuple[set[int] | None, set[int] | None]:
+    """(the prober's core, the target server's cores): one core each when there are two."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    return {cores[0]}, set(cores[1:])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
@@ -278,7 +362,8 @@ def slawatch_daemon(folder: Path, config: dict[str, Any]) -> Daemon:
 
 def daemon_metrics(daemon: Daemon) -> dict[str, list[tuple[dict[str, str], float]]]:
     """The daemon's /metrics as {sample name: [(labels, value)]}."""
-    status, body = http_get(daemon.url("/metrics"), timeout=10.0)
+    # Generous: a saturated daemon writes its page between launches, last.
+    status, body = http_get(daemon.url("/metrics"), timeout=60.0)
     if status != 200:
         raise RuntimeError(f"slawatch /metrics answered {status}")
     return parse_metrics(body.decode())
@@ -357,6 +442,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve")
     serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--ports", type=int, default=1, help="listen on this many ports")
     serve.add_argument("--fault-share", type=float, default=0.0)
     serve.add_argument("--hang", type=float, default=3.0)
     serve.add_argument("--seed", type=int, default=1)

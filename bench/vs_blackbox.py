@@ -1,29 +1,40 @@
-"""Side by side: slawatch and blackbox_exporter+Prometheus probing the same N targets at 1 Hz.
+"""Side by side: slawatch, blackbox_exporter+Prometheus and plain probe loops, N targets at 1 Hz.
 
-Both pipelines probe the same loopback HTTP server (another process, always 200), one
-pipeline at a time. slawatch: `slawatch run` with N API targets (fresh connection per
-attempt, like blackbox_exporter); probes are the delta of ``slawatch_attempts_total``,
-jitter is the launch lag (p50/p99 from ``slawatch_scheduler_lag_seconds`` bucket deltas).
-blackbox: ``prometheus-blackbox-exporter`` with an ``http_2xx`` module, scraped through
-``/probe`` by a real Prometheus at ``scrape_interval: 1s``; probes are the delta of
-``prometheus_target_interval_length_seconds_count``, jitter is that summary's p1/p99 minus
-1 s. CPU is utime+stime from /proc over the window (exporter plus Prometheus for
-blackbox); memory is RSS at the end of the window.
+Every pipeline probes the same loopback HTTP server (another process on the other core,
+always 200) once a second per target with a fresh connection per probe, pinned to one
+core, one pipeline at a time; the pipelines take turns within each round (``--rounds``)
+and each target count, so a noisy machine affects all alike. Probes are counted where they
+arrive: the server's own request counter over the window. CPU is utime+stime from /proc
+over the window; memory is RSS at the end of it.
 
-    .venv/bin/python bench/vs_blackbox.py --targets 100 500 --seconds 45 --warmup 15
+- slawatch: `slawatch run` with N API targets (judging, metrics and the store included);
+  jitter is the launch lag, p50/p99 from ``slawatch_scheduler_lag_seconds`` bucket deltas.
+- blackbox: ``prometheus-blackbox-exporter`` with an ``http_2xx`` module, scraped through
+  ``/probe`` by a real Prometheus at ``scrape_interval: 1s`` (both on the prober's core;
+  CPU is both); jitter is ``prometheus_target_interval_length_seconds`` p1/p99 minus 1 s.
+- aiohttp / uvloop: the Python floor, a plain loop (this file, ``--floor``) that GETs each
+  target once a second at a fixed offset with aiohttp and reads the body, nothing else, on
+  asyncio's loop or on uvloop; a slot more than a second late is skipped.
+
+Ratios are CPU per probe against blackbox and against each floor, from the medians of
+the rounds.
+
+    .venv/bin/python bench/vs_blackbox.py --targets 500 1000 2000 --seconds 45 --warmup 15
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
+import contextlib
+import hashlib
 import math
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +50,9 @@ from bench.bench_common import (
     buckets,
     daemon_metrics,
     load_average,
-    metric_sum,
     parse_metrics,
+    pinned,
+    prober_cores,
     proc_stats,
     slawatch_daemon,
     target_server,
@@ -61,6 +73,15 @@ BLACKBOX_MODULES = {
 }
 
 
+PIPELINES = ("slawatch", "blackbox", "aiohttp", "uvloop")
+NAMES = {
+    "slawatch": "slawatch",
+    "blackbox": "blackbox_exporter + Prometheus",
+    "aiohttp": "plain aiohttp loop",
+    "uvloop": "plain aiohttp loop on uvloop",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """One pipeline's figures over the measuring window."""
@@ -68,7 +89,6 @@ class Result:
     pipeline: str
     targets: int
     probes_per_s: float
-    ok_share: float
     cpu_s: float
     cpu_per_1000: float
     jitter: str
@@ -76,8 +96,54 @@ class Result:
     load: str
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What a measured window saw: probes counted by the server, CPU, RSS and load."""
+
+    probes: int
+    seconds: float
+    cpu_s: float
+    rss_mb: float
+    load: str
+
+
 def _sleep_until(deadline: float) -> None:
     time.sleep(max(0.0, deadline - time.perf_counter()))
+
+
+def _measure(server: TargetServer, pids: list[int], args: argparse.Namespace) -> Window:
+    """Warm up, then count the server's requests and the processes' CPU over the window."""
+    _sleep_until(time.perf_counter() + args.warmup)
+    load0 = load_average()
+    # The server answers its count when it can (later on a busy machine): each count's
+    # moment is taken as the middle of its request, so the window is what the counts span.
+    asked = time.perf_counter()
+    served0, cpu0 = server.served(), [proc_stats(pid) for pid in pids]
+    start = (asked + time.perf_counter()) / 2
+    _sleep_until(asked + args.seconds)
+    asked = time.perf_counter()
+    cpu1, served1 = [proc_stats(pid) for pid in pids], server.served()
+    window = (asked + time.perf_counter()) / 2 - start
+    return Window(
+        probes=served1 - served0,
+        seconds=window,
+        cpu_s=sum(b.cpu_s - a.cpu_s for a, b in zip(cpu0, cpu1, strict=True)),
+        rss_mb=sum(s.rss_mb for s in cpu1),
+        load=f"{load0} → {load_average()}",
+    )
+
+
+def _result(pipeline: str, targets: int, w: Window, jitter: str) -> Result:
+    return Result(
+        pipeline=pipeline,
+        targets=targets,
+        probes_per_s=w.probes / w.seconds,
+        cpu_s=w.cpu_s,
+        cpu_per_1000=w.cpu_s / w.probes * 1000 if w.probes else math.nan,
+        jitter=jitter,
+        rss_mb=w.rss_mb,
+        load=w.load,
+    )
 
 
 def run_slawatch(
@@ -87,41 +153,21 @@ def run_slawatch(
     api = [api_target(f"t{i}", server.url(i), "1s") for i in range(targets)]
     daemon = slawatch_daemon(folder, {"services": [{"name": "bench", "api": api}]})
     try:
-        daemon.start(timeout=60)
-        _sleep_until(time.perf_counter() + args.warmup)
-        before, stats0 = daemon_metrics(daemon), proc_stats(daemon.pid)
-        start = time.perf_counter()
-        _sleep_until(start + args.seconds)
-        stats1, after = proc_stats(daemon.pid), daemon_metrics(daemon)
-        window = time.perf_counter() - start
-        load = load_average()
+        with pinned(args.prober):
+            daemon.start(timeout=120)
+        before = daemon_metrics(daemon)
+        window = _measure(server, [daemon.pid], args)
+        after = daemon_metrics(daemon)
     finally:
         status = daemon.stop()
     if status != 0:
         raise RuntimeError(f"slawatch exited with status {status}:\n{daemon.log_tail()}")
-    probes = metric_sum(after, "slawatch_attempts_total") - metric_sum(
-        before, "slawatch_attempts_total"
-    )
-    ok = metric_sum(after, "slawatch_attempts_total", outcome="ok") - metric_sum(
-        before, "slawatch_attempts_total", outcome="ok"
-    )
     lag0, lag1 = (
         buckets(before, "slawatch_scheduler_lag_seconds"),
         buckets(after, "slawatch_scheduler_lag_seconds"),
     )
     p50, p99 = (bucket_quantile(lag0, lag1, q) * 1000 for q in (0.5, 0.99))
-    cpu = stats1.cpu_s - stats0.cpu_s
-    return Result(
-        pipeline="slawatch",
-        targets=targets,
-        probes_per_s=probes / window,
-        ok_share=ok / probes if probes else math.nan,
-        cpu_s=cpu,
-        cpu_per_1000=cpu / probes * 1000 if probes else math.nan,
-        jitter=f"launch lag p50 {p50:.1f} ms, p99 {p99:.1f} ms",
-        rss_mb=stats1.rss_mb,
-        load=load,
-    )
+    return _result("slawatch", targets, window, f"launch lag p50 {p50:.1f} ms, p99 {p99:.1f} ms")
 
 
 def prometheus_config(server: TargetServer, targets: int, exporter_port: int) -> dict[str, object]:
@@ -144,16 +190,6 @@ def prometheus_config(server: TargetServer, targets: int, exporter_port: int) ->
     }
 
 
-def _query(prom_port: int, expr: str) -> float:
-    """One instant PromQL query with a scalar-like answer (NaN when empty)."""
-    url = f"http://{HOST}:{prom_port}/api/v1/query?query={urllib.parse.quote(expr)}"
-    status, body = http_get(url)
-    if status != 200:
-        return math.nan
-    result = json.loads(body)["data"]["result"]
-    return float(result[0]["value"][1]) if result else math.nan
-
-
 def run_blackbox(
     folder: Path, server: TargetServer, targets: int, args: argparse.Namespace
 ) -> Result:
@@ -166,104 +202,180 @@ def run_blackbox(
     log = (folder / "blackbox.log").open("ab")
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        exporter = subprocess.Popen(
-            [
-                args.blackbox,
-                f"--config.file={folder / 'blackbox.yml'}",
-                f"--web.listen-address={HOST}:{exporter_port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=log,
-        )
-        procs.append(exporter)
-        wait_http(f"http://{HOST}:{exporter_port}/metrics", exporter, 30, "blackbox_exporter")
-        prometheus = subprocess.Popen(
-            [
-                args.prometheus,
-                f"--config.file={folder / 'prometheus.yml'}",
-                f"--storage.tsdb.path={folder / 'tsdb'}",
-                f"--web.listen-address={HOST}:{prom_port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=log,
-        )
-        procs.append(prometheus)
-        wait_http(f"http://{HOST}:{prom_port}/-/ready", prometheus, 60, "prometheus")
-        prom_metrics = f"http://{HOST}:{prom_port}/metrics"
-        _sleep_until(time.perf_counter() + args.warmup)
-        before = parse_metrics(http_get(prom_metrics)[1].decode())
-        cpu0 = [proc_stats(p.pid) for p in procs]
-        start = time.perf_counter()
-        _sleep_until(start + args.seconds)
-        cpu1 = [proc_stats(p.pid) for p in procs]
-        after = parse_metrics(http_get(prom_metrics)[1].decode())
-        window = time.perf_counter() - start
-        load = load_average()
-        ok_share = _query(prom_port, 'avg(avg_over_time(probe_success{job="blackbox"}[30s]))')
+        with pinned(args.prober):
+            exporter = subprocess.Popen(
+                [
+                    args.blackbox,
+                    f"--config.file={folder / 'blackbox.yml'}",
+                    f"--web.listen-address={HOST}:{exporter_port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+            procs.append(exporter)
+            wait_http(f"http://{HOST}:{exporter_port}/metrics", exporter, 30, "blackbox_exporter")
+            prometheus = subprocess.Popen(
+                [
+                    args.prometheus,
+                    f"--config.file={folder / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={folder / 'tsdb'}",
+                    f"--web.listen-address={HOST}:{prom_port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+            procs.append(prometheus)
+            wait_http(f"http://{HOST}:{prom_port}/-/ready", prometheus, 60, "prometheus")
+        window = _measure(server, [p.pid for p in procs], args)
+        after = parse_metrics(http_get(f"http://{HOST}:{prom_port}/metrics")[1].decode())
     finally:
         for proc in reversed(procs):
             stop_process(proc)
         log.close()
-    probes = metric_sum(after, f"{INTERVAL}_count", interval="1s") - metric_sum(
-        before, f"{INTERVAL}_count", interval="1s"
-    )
     quantiles = {
         labels["quantile"]: value
         for labels, value in after.get(INTERVAL, [])
         if labels.get("interval") == "1s"
     }
     low, high = ((quantiles.get(q, math.nan) - 1) * 1000 for q in ("0.01", "0.99"))
-    cpu = sum(b.cpu_s - a.cpu_s for a, b in zip(cpu0, cpu1, strict=True))
-    return Result(
-        pipeline="blackbox_exporter + Prometheus",
-        targets=targets,
-        probes_per_s=probes / window,
-        ok_share=ok_share,
-        cpu_s=cpu,
-        cpu_per_1000=cpu / probes * 1000 if probes else math.nan,
-        jitter=f"scrape interval p1 {low:+.1f} ms, p99 {high:+.1f} ms",
-        rss_mb=sum(s.rss_mb for s in cpu1),
-        load=load,
-    )
+    jitter = f"scrape interval p1 {low:+.1f} ms, p99 {high:+.1f} ms"
+    return _result("blackbox", targets, window, jitter)
+
+
+def run_floor(
+    folder: Path, server: TargetServer, targets: int, args: argparse.Namespace, loop: str
+) -> Result:
+    """Measure the plain aiohttp probe loop (``--floor``) on asyncio's loop or uvloop."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--floor", loop]
+    ports = ",".join(str(p) for p in server.http_ports)
+    command += ["--ports", ports, "--targets", str(targets)]
+    log = (folder / "floor.log").open("ab")
+    with pinned(args.prober):
+        proc = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        window = _measure(server, [proc.pid], args)
+    finally:
+        stop_process(proc)
+        log.close()
+    return _result(loop, targets, window, "-")
+
+
+async def floor_loop(ports: list[int], targets: int) -> None:
+    """N targets, each GET once a second at a fixed offset, fresh connection, body read."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True, use_dns_cache=False)
+    timeout = aiohttp.ClientTimeout(total=1.0)
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(url: str) -> None:
+            with contextlib.suppress(Exception):
+                async with session.get(url) as response:
+                    await response.read()
+
+        async def lane(i: int) -> None:
+            url = f"http://{HOST}:{ports[i % len(ports)]}/t{i}"  # as TargetServer.url
+            digest = hashlib.sha256(url.encode()).digest()
+            offset = int.from_bytes(digest[:8], "big") / 2.0**64
+            wall = loop.time()  # the floor keeps its own schedule, monotonic
+            k = math.ceil(wall - offset)
+            tasks: set[asyncio.Task[None]] = set()
+            while True:
+                # Behind schedule: skip to the current slot rather than launch every missed
+                # one at once (a burst an overloaded loop never recovers from).
+                k = max(k, math.ceil(loop.time() - offset - 1.0))
+                await asyncio.sleep(max(0.0, k + offset - loop.time()))
+                task = loop.create_task(one(url))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                k += 1
+
+        await asyncio.gather(*(lane(i) for i in range(targets)))
 
 
 def main() -> None:
-    """Run both pipelines for each target count and print one Markdown table."""
+    """Run every pipeline for each target count, in turns, and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--targets", type=int, nargs="+", default=[500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=45.0, help="measuring window (45 s)")
     parser.add_argument("--warmup", type=float, default=15.0, help="before the window (15 s)")
-    parser.add_argument(
-        "--pipelines", nargs="+", choices=["slawatch", "blackbox"], default=["slawatch", "blackbox"]
-    )
+    parser.add_argument("--rounds", type=int, default=1, help="turns of every pipeline (1)")
+    parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
     parser.add_argument(
         "--blackbox",
         default=shutil.which("prometheus-blackbox-exporter") or "prometheus-blackbox-exporter",
     )
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
+    parser.add_argument("--floor", choices=["aiohttp", "uvloop"], help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor:
+        if args.floor == "uvloop":
+            import uvloop
+
+            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+        else:
+            runner = asyncio.Runner()
+        with runner:
+            runner.run(floor_loop([int(p) for p in args.ports.split(",")], args.targets[0]))
+        return
+    args.prober, servers = prober_cores()
     print(
-        "| targets | pipeline | probes/s | ok | CPU s | CPU s / 1000 probes | jitter "
+        "| targets | round | pipeline | probes/s | CPU s | CPU s / 1000 probes | jitter "
         "| RSS MB | load avg |"
     )
-    print("|---:|---|---:|---:|---:|---:|---|---:|---|")
+    print("|---:|---:|---|---:|---:|---:|---|---:|---|")
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="slawatch-vs-blackbox-") as tmp:
         root = Path(tmp)
-        with target_server(root) as server:
+        with target_server(root, cores=servers) as server:
             for targets in args.targets:
-                for pipeline in args.pipelines:
-                    folder = root / f"{pipeline}-{targets}"
-                    folder.mkdir()
-                    run = run_slawatch if pipeline == "slawatch" else run_blackbox
-                    r = run(folder, server, targets, args)
-                    print(
-                        f"| {r.targets} | {r.pipeline} | {r.probes_per_s:.1f} | {r.ok_share:.1%} "
-                        f"| {r.cpu_s:.2f} | {r.cpu_per_1000:.3f} | {r.jitter} | {r.rss_mb:.1f} "
-                        f"| {r.load} |",
-                        flush=True,
-                    )
+                for turn in range(args.rounds):
+                    # Each round starts with another pipeline, so none always goes first.
+                    order = args.pipelines[turn % len(args.pipelines) :]
+                    order += args.pipelines[: turn % len(args.pipelines)]
+                    for pipeline in order:
+                        folder = root / f"{pipeline}-{targets}-{turn}"
+                        folder.mkdir()
+                        if pipeline == "slawatch":
+                            r = run_slawatch(folder, server, targets, args)
+                        elif pipeline == "blackbox":
+                            r = run_blackbox(folder, server, targets, args)
+                        else:
+                            r = run_floor(folder, server, targets, args, pipeline)
+                        results.append(r)
+                        print(
+                            f"| {r.targets} | {turn + 1} | {NAMES[r.pipeline]} "
+                            f"| {r.probes_per_s:.1f} | {r.cpu_s:.2f} | {r.cpu_per_1000:.3f} "
+                            f"| {r.jitter} | {r.rss_mb:.1f} | {r.load} |",
+                            flush=True,
+                        )
+    _print_ratios(results, args.targets)
+
+
+def _print_ratios(results: list[Result], counts: list[int]) -> None:
+    """Medians of CPU per probe, and slawatch's against each other pipeline's."""
+    print()
+    print("| targets | pipeline | median CPU s / 1000 probes | median probes/s | slawatch ÷ this |")
+    print("|---:|---|---:|---:|---:|")
+    for targets in counts:
+        medians = {}
+        for pipeline in PIPELINES:
+            mine = [r for r in results if r.targets == targets and r.pipeline == pipeline]
+            if mine:
+                medians[pipeline] = (
+                    statistics.median(r.cpu_per_1000 for r in mine),
+                    statistics.median(r.probes_per_s for r in mine),
+                )
+        ours = medians.get("slawatch", (math.nan, math.nan))[0]
+        for pipeline, (cpu, rate) in medians.items():
+            print(
+                f"| {targets} | {NAMES[pipeline]} | {cpu:.3f} | {rate:.1f} | {ours / cpu:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

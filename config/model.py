@@ -198,6 +198,14 @@ class ServerConfig(Strict):
         return f"http://{host}:{port}"
 
 
+class MetricsConfig(Strict):
+    """What ``/metrics`` exports per target."""
+
+    # False: the attempt counters and duration histograms are summed per service and
+    # channel (no ``target`` label), which keeps the page small at thousands of targets.
+    per_target: bool = True
+
+
 class StorageConfig(Strict):
     """Where incidents, verdict runs and evidence are kept.
 
@@ -621,6 +629,7 @@ class Config(Strict):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     calendars: dict[Name, CalendarConfig] = Field(default_factory=dict)

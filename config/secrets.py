@@ -37,6 +37,9 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        # Most texts hold no URL with a password (every attempt's detail comes here).
+        if "@" not in text:
+            return text
         return _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", text)
 
     def detail(self, text: str, limit: int = MAX_DETAIL) -> str:

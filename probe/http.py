@@ -34,6 +34,7 @@ from types import SimpleNamespace
 from typing import Literal
 
 import aiohttp
+from yarl import URL
 
 from config.model import HttpTarget, ServiceConfig
 from probe.attempt import Attempt, Channel, Outcome
@@ -82,9 +83,13 @@ def status_outcome(status: int, expected: frozenset[int]) -> Outcome:
 
 @dataclass(slots=True)
 class _Trace:
-    """How far one request got and when each phase ended (monotonic seconds)."""
+    """How far one request got and when each phase ended (monotonic seconds).
+
+    It is also what the trace hooks receive (``trace_request_ctx``), with the clock to read.
+    """
 
     mono: float
+    clock: Callable[[], float]
     phase: str = "connect"
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -98,9 +103,9 @@ def _trace_config() -> aiohttp.TraceConfig:
             session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
         ) -> None:
             trace = ctx.trace_request_ctx
-            if isinstance(trace, _TraceHandle):
-                trace.trace.phase = phase
-                trace.trace.marks[mark] = trace.clock()
+            if isinstance(trace, _Trace):
+                trace.phase = phase
+                trace.marks[mark] = trace.clock()
 
         return on_signal
 
@@ -112,14 +117,6 @@ def _trace_config() -> aiohttp.TraceConfig:
     config.on_request_headers_sent.append(hook("response", "sent"))  # type: ignore[arg-type]
     config.on_request_end.append(hook("body", "headers"))  # type: ignore[arg-type]
     return config
-
-
-@dataclass(slots=True)
-class _TraceHandle:
-    """What the trace hooks receive: the trace to fill and the monotonic clock to read."""
-
-    trace: _Trace
-    clock: Callable[[], float]
 
 
 def session_for(
@@ -175,6 +172,8 @@ class HttpProbe:
         self._needle = target.expect_body.encode() if target.expect_body else b""
         self._body = target.body.encode() if target.body is not None else None
         self._tls = context.tls_context(target.tls) if target.url.startswith("https:") else None
+        # Parsed once: aiohttp would parse the text again on every request.
+        self._url = URL(target.url)
 
     @classmethod
     def from_config(
@@ -187,13 +186,12 @@ class HttpProbe:
         """One request, finished (or abandoned as ``timeout``) by ``deadline``."""
         clock = self._context.clock
         started_at = clock.time()
-        trace = _Trace(mono=clock.monotonic())
-        handle = _TraceHandle(trace=trace, clock=clock.monotonic)
+        trace = _Trace(clock.monotonic(), clock.monotonic)
         remaining = deadline - trace.mono
         try:
             if remaining <= 0:
                 raise TimeoutError("deadline passed before the attempt started")  # noqa: TRY301
-            outcome, detail = await self._exchange(remaining, handle)
+            outcome, detail = await self._exchange(remaining, trace)
             phase = "done"
         except Exception as exc:  # noqa: BLE001  (every failure becomes an outcome)
             row = match_error(HTTP_ERRORS, exc)
@@ -219,12 +217,12 @@ class HttpProbe:
             timings=self._timings(trace),
         )
 
-    async def _exchange(self, remaining: float, handle: _TraceHandle) -> tuple[Outcome, str]:
+    async def _exchange(self, remaining: float, trace: _Trace) -> tuple[Outcome, str]:
         session = session_for(self._context, self._config.connection)
         tls = self._config.tls
         async with session.request(
             self._config.method,
-            self._config.url,
+            self._url,
             headers=self._config.headers,
             data=self._body,
             allow_redirects=False,
@@ -232,7 +230,7 @@ class HttpProbe:
             server_hostname=tls.server_name,
             # The deadline, exactly: aiohttp rounds only timeouts above ceil_threshold.
             timeout=aiohttp.ClientTimeout(total=remaining, ceil_threshold=math.inf),
-            trace_request_ctx=handle,
+            trace_request_ctx=trace,
         ) as response:
             found = await self._read_body(response)
             status = response.status

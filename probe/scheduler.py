@@ -9,10 +9,19 @@ outlast their period (up to ``max_in_flight`` per target, default
 ``ceil(timeout * rate) + 1``), and a slow or hung target never delays another's launch.
 
 Every launch reports its lag (actual minus scheduled wall time) through ``on_launch``.
-When the loop stalls past the end of a launch's second, the launch is not made late
-into another second: the seconds are reported through ``on_missed`` (reason
-``stalled``), as is a launch refused because the target has too many attempts in flight
-(reason ``in_flight``), so the classifier sees ``no_data`` rather than nothing at all.
+When the loop stalls past the end of a launch's second (before the launch, or between
+the launch and its task's start), the launch is not made late into another second: the
+seconds are reported through ``on_missed`` (reason ``stalled``), as is a launch refused
+because the target has too many attempts in flight (reason ``in_flight``), with the slots
+they were due at: :func:`missed_attempts` turns them into ``probe_error`` records for the
+classifier and the evidence.
+
+Catching up: after a stall every lane wakes at once, and launching all of their late
+slots together would be a burst that makes the next seconds late too. Late launches
+(more than ``LATE_AFTER`` behind) are therefore paced: at most ``CATCH_UP_BURST`` at
+once, then at ``CATCH_UP_FACTOR`` times the scheduler's normal launch rate. A late launch
+the pace pushes past the end of its second is missed (``stalled``), never moved into the
+next one.
 """
 
 from __future__ import annotations
@@ -35,6 +44,19 @@ log = logging.getLogger("slawatch.probe")
 
 # How long past the latest deadline stop() waits before cancelling overrunning attempts.
 STOP_GRACE = 0.25
+# The phase of the probe_error attempt that stands for a launch that did not happen.
+MISSED_PHASE = "launch"
+MISSED_DETAIL = {
+    "stalled": "launch missed: the prober's event loop was busy past the launch's second",
+    "in_flight": "launch refused: the target already had its most attempts in flight",
+}
+# Per lane and stall, attempts made for at most this many seconds of missed launches (the
+# latest); the count in ``MissedLaunches`` stays exact. A longer stall is the prober down.
+MISSED_RECORD_SECONDS = 30
+# A launch this late (seconds) is a catch-up launch, paced as the module docstring says.
+LATE_AFTER = 0.005
+CATCH_UP_BURST = 20
+CATCH_UP_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +83,33 @@ class MissedLaunches:
     # "stalled": the loop woke after the launch's second had ended;
     # "in_flight": the target already had max_in_flight attempts running.
     reason: str
+    # The scheduled wall times of the missed launches (the latest MISSED_RECORD_SECONDS
+    # of them when a stall was longer), for the records that stand for them.
+    slots: tuple[float, ...] = ()
+
+
+def missed_attempts(missed: MissedLaunches, prober: str) -> list[Attempt]:
+    """The ``probe_error`` attempts that stand for missed launches, one per slot.
+
+    Stamped with the slot (so each belongs to its second), phase ``launch`` and the
+    reason in the detail: the classifier drops them before judging, so a second with
+    nothing else is ``no_data``, and its evidence shows why it has no attempt.
+    """
+    detail = MISSED_DETAIL[missed.reason]
+    return [
+        Attempt(
+            service=missed.service,
+            channel=missed.channel,
+            target=missed.target,
+            prober=prober,
+            started_at=slot,
+            duration_s=0.0,
+            outcome=Outcome.PROBE_ERROR,
+            phase=MISSED_PHASE,
+            detail=detail,
+        )
+        for slot in missed.slots
+    ]
 
 
 def launch_offset(service: str, target: str) -> float:
@@ -115,6 +164,10 @@ class Scheduler:
         # Launch loops cancelled by a reload, awaited by stop().
         self._retired: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # Catch-up pacing (a GCRA): the wall time the next late launch is due at, and the
+        # spacing of late launches (from the sum of every lane's rate).
+        self._pace_at = -math.inf
+        self._pace_step = 1.0
 
     async def __aenter__(self) -> Self:
         return self
@@ -149,6 +202,8 @@ class Scheduler:
         for key, probe in wanted.items():
             if key not in self._lanes:
                 self._lanes[key] = self._start(probe)
+        total_rate = sum(lane.probe.rate for lane in self._lanes.values())
+        self._pace_step = 1.0 / (CATCH_UP_FACTOR * total_rate) if total_rate else 1.0
 
     async def stop(self) -> None:
         """Stop launching; let attempts in flight finish up to their deadlines, then cancel."""
@@ -200,15 +255,37 @@ class Scheduler:
             slot = k * period + phase
             await clock.sleep_until(slot)
             now = clock.time()
-            if now >= math.floor(slot) + 1:
+            end = math.floor(slot) + 1
+            if now >= end:
                 # Woken after the slot's whole second: report every slot whose second has
                 # ended, and resume with the first slot of the current second.
                 last = math.ceil((math.floor(now) - phase) / period) - 1
-                self._missed(lane, slot, last * period + phase, last - k + 1, "stalled")
+                self._missed(lane, k, last, "stalled")
                 k = last + 1
                 continue
+            if now - slot > LATE_AFTER:
+                at = self._pace(now)
+                if at >= end:
+                    self._missed(lane, k, k, "stalled")
+                    k += 1
+                    continue
+                if at > now:
+                    await clock.sleep_until(at)
+                    now = clock.time()
+                    if now >= end:
+                        self._missed(lane, k, k, "stalled")
+                        k += 1
+                        continue
             self._launch(lane, slot, now)
             k += 1
+
+    def _pace(self, now: float) -> float:
+        """When a late launch asked for at ``now`` may go, and reserve that place."""
+        step = self._pace_step
+        at = max(self._pace_at, now)
+        self._pace_at = at + step
+        # The first CATCH_UP_BURST late launches in a row go at once.
+        return max(now, at - step * (CATCH_UP_BURST - 1))
 
     def _launch(self, lane: _Lane, slot: float, now: float) -> None:
         probe = lane.probe
@@ -218,10 +295,11 @@ class Scheduler:
                 Launch(probe.service, probe.channel, probe.target, slot, now - slot),
             )
         if len(lane.in_flight) >= lane.max_in_flight:
-            self._missed(lane, slot, slot, 1, "in_flight")
+            k = round((slot - lane.phase) / lane.period)
+            self._missed(lane, k, k, "in_flight")
             return
         deadline = self._clock.monotonic() + probe.timeout
-        task = asyncio.create_task(self._attempt(probe, now, deadline))
+        task = asyncio.create_task(self._attempt(lane, slot, now, deadline))
         lane.in_flight.add(task)
         self._attempts[task] = deadline
         task.add_done_callback(lane.in_flight.discard)
@@ -230,8 +308,17 @@ class Scheduler:
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._attempts.pop(task, None)
 
-    async def _attempt(self, probe: Probe, launched: float, deadline: float) -> None:
-        """Run one attempt and deliver it; a probe that raises is a ``probe_error``."""
+    async def _attempt(self, lane: _Lane, slot: float, launched: float, deadline: float) -> None:
+        """Run one attempt and deliver it; a probe that raises is a ``probe_error``.
+
+        A task that only starts after its launch's second has ended (the loop stalled in
+        between) makes no attempt: that second had none, so it is reported missed.
+        """
+        probe = lane.probe
+        if self._clock.time() >= math.floor(slot) + 1:
+            k = round((slot - lane.phase) / lane.period)
+            self._missed(lane, k, k, "stalled")
+            return
         try:
             attempt = await probe.attempt(deadline=deadline)
         except asyncio.CancelledError:
@@ -254,22 +341,27 @@ class Scheduler:
             detail=detail,
         )
 
-    def _missed(self, lane: _Lane, first: float, last: float, count: int, reason: str) -> None:
-        if self._on_missed is None:
-            return
+    def _missed(self, lane: _Lane, first: int, last: int, reason: str) -> None:
+        """Report slots ``first..last`` of ``lane`` as missed, and deliver their records."""
         probe = lane.probe
-        self._notify(
-            self._on_missed,
-            MissedLaunches(
-                service=probe.service,
-                channel=probe.channel,
-                target=probe.target,
-                first_second=math.floor(first),
-                last_second=math.floor(last),
-                count=count,
-                reason=reason,
-            ),
-        )
+        period, phase = lane.period, lane.phase
+        kept = max(1, math.ceil(MISSED_RECORD_SECONDS / period))
+        if self._on_missed is not None:
+            self._notify(
+                self._on_missed,
+                MissedLaunches(
+                    service=probe.service,
+                    channel=probe.channel,
+                    target=probe.target,
+                    first_second=math.floor(first * period + phase),
+                    last_second=math.floor(last * period + phase),
+                    count=last - first + 1,
+                    reason=reason,
+                    slots=tuple(
+                        k * period + phase for k in range(max(first, last - kept + 1), last + 1)
+                    ),
+                ),
+            )
 
     def _deliver(self, attempt: Attempt) -> None:
         self._notify(self._on_attempt, attempt)

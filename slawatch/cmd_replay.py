@@ -114,7 +114,8 @@ def run_replay(args: argparse.Namespace) -> int:
     horizon = default_horizon(loaded.config) if args.horizon is None else args.horizon
     name = "<stdin>" if args.attempts == STDIN else args.attempts
     with _open(args.attempts) as handle:
-        lines = bounded_lines(handle.readline)
+        # read1: what is there (a pipe need not fill a whole block before replay starts).
+        lines = bounded_lines(getattr(handle, "read1", handle.read))
         try:
             if args.store is None:
                 result, clocks = _replay_in_memory(lines, loaded, horizon)

@@ -16,6 +16,7 @@ from probe.clock import SystemClock
 from slawatch.daemon import build
 from slawatch.errors import InputError
 from slawatch.logs import setup_logging
+from slawatch.runtime import EVENT_LOOPS, freeze_gc, loop_factory, tune_gc
 from slawatch.web import make_app
 
 
@@ -25,6 +26,12 @@ def register(subparsers: Any) -> None:
     run.add_argument("--config", required=True, help="the config file")
     run.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    run.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="auto",
+        help="auto: uvloop where installed (the default), else asyncio's own loop",
+    )
     run.set_defaults(func=run_daemon)
 
 
@@ -36,16 +43,23 @@ def run_daemon(args: argparse.Namespace) -> int:
     daemon = build(loaded, clock=SystemClock(), registry=CollectorRegistry())
     setup_logging(level=args.log_level, fmt=args.log_format, redactor=lambda: daemon.loaded.redact)
 
+    try:
+        factory = loop_factory(args.event_loop)
+    except ImportError:
+        raise InputError("--event-loop uvloop: uvloop is not installed") from None
+    tune_gc()
+
     async def main() -> None:
         # SIGHUP reloads the config; SIGTERM and SIGINT stop gracefully.
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
         loop.add_signal_handler(signal.SIGTERM, daemon.stop)
         loop.add_signal_handler(signal.SIGINT, daemon.stop)
-        await daemon.run(web_app=make_app(daemon))
+        await daemon.run(web_app=make_app(daemon), on_started=freeze_gc)
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
     except StoreError as exc:
         raise InputError(str(exc)) from None
     except OSError as exc:

@@ -29,6 +29,7 @@ from notify.rules import NotifyRules
 from notify.worker import Notifier
 from probe.attempt import Attempt
 from probe.clock import Clock
+from probe.scheduler import MISSED_PHASE
 from slawatch import __version__
 from slawatch.follower import EventFollower
 from slawatch.metrics import Metrics
@@ -66,7 +67,8 @@ class Daemon:
         self.loaded = loaded
         self.clock = clock
         self.registry = registry
-        self.metrics = Metrics(registry, __version__)
+        # Read once: the per-target series are the registry's shape, not swapped on reload.
+        self.metrics = Metrics(registry, __version__, per_target=loaded.config.metrics.per_target)
         self.health = Health(config_loaded=True)
         self.status = Board()
         self.writer = StoreWriter(self.health)
@@ -108,18 +110,21 @@ class Daemon:
         return await asyncio.to_thread(func, *args)
 
     def _on_attempt(self, attempt: Attempt) -> None:
-        self.metrics.attempt(attempt)
-        self.health.note(attempt)
-        self.follower.queue(
-            self.follower.rules.prober_health(
-                f"misconfigured:{attempt.service}/{attempt.target}",
-                healthy=not attempt.misconfigured,
-                now=attempt.started_at,
-                detail=attempt.detail,
-                service=attempt.service,
-                target=attempt.target,
+        # A missed launch's record: counted by slawatch_missed_launches_total, not as an
+        # attempt, and it says nothing of the target's health; judged and kept as evidence.
+        if attempt.phase != MISSED_PHASE:
+            self.metrics.attempt(attempt)
+            self.health.note(attempt)
+            self.follower.queue(
+                self.follower.rules.prober_health(
+                    f"misconfigured:{attempt.service}/{attempt.target}",
+                    healthy=not attempt.misconfigured,
+                    now=attempt.started_at,
+                    detail=attempt.detail,
+                    service=attempt.service,
+                    target=attempt.target,
+                )
             )
-        )
         try:
             self.pool(attempt)
         except KeyError:
@@ -165,13 +170,21 @@ class Daemon:
 
         member = FleetMember.of(
             self.loaded, store, version=__version__, local_time=self.clock.time,
-            registry=self.registry,
+            registry=self.metrics.core,
         )  # fmt: skip
         await self.writer.run(member.start, self.clock.time())
         self.fleet = member
 
-    async def run(self, *, web_app: web.Application | None = None) -> None:
-        """Run until :meth:`stop`: probing, judging, recording, serving ``web_app``."""
+    async def run(
+        self,
+        *,
+        web_app: web.Application | None = None,
+        on_started: Callable[[], object] | None = None,
+    ) -> None:
+        """Run until :meth:`stop`: probing, judging, recording, serving ``web_app``.
+
+        ``on_started`` is called once everything is built and the probes are scheduled.
+        """
         async with contextlib.AsyncExitStack() as resources:
             # Closed in reverse order: the web first, then the probes' sessions, the store.
             resources.callback(self.writer.close)
@@ -190,6 +203,8 @@ class Daemon:
                     "config_digest": self.loaded.digest[:12],
                 },
             )
+            if on_started is not None:
+                on_started()
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._tick_loop())
@@ -324,6 +339,8 @@ class Daemon:
         self.loaded = loaded
         self.classifier.reconfigure(loaded.config, loaded.catalog)
         self.recorder.reconfigure(loaded)
+        if loaded.config.metrics.per_target != self.metrics.table.per_target:
+            log.warning("metrics.per_target takes effect at the next restart")
         self.metrics.prepare(loaded.config)
         self.status.reconfigure(loaded.config)
         self.follower.rules.reconfigure(

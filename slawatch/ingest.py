@@ -117,7 +117,7 @@ class Ingest:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self.metrics = IngestMetrics(daemon.registry)
+        self.metrics = IngestMetrics(daemon.metrics.core)
         # The traffic rules of the config they were compiled from (rebuilt after a reload).
         self._rules_of: LoadedConfig | None = None
         self._rules = TrafficRules([])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from config import LoadedConfig
@@ -11,7 +12,7 @@ from probe.attempt import Attempt
 from probe.base import CONTROL_SERVICE, ProbeContext
 from probe.clock import Clock
 from probe.registry import build_probes, probe_context
-from probe.scheduler import Launch, MissedLaunches, Scheduler
+from probe.scheduler import Launch, MissedLaunches, Scheduler, missed_attempts
 from slawatch.metrics import Metrics
 from slawatch.status import Health
 
@@ -39,6 +40,12 @@ class Probing:
         self._contexts: list[ProbeContext] = []
         # In a sharded fleet group: whether this member probes a (service, channel, target).
         self._owned: Callable[[str, str, str], bool] | None = None
+        # Missed launches not yet logged: by reason, which targets, from which second.
+        self._missed_pending: dict[str, int] = {}
+        self._missed_targets: set[tuple[str, str]] = set()
+        self._missed_first: int | None = None
+        self._missed_logged = -math.inf
+        self._on_attempt = on_attempt
         self.scheduler = Scheduler(
             clock=clock,
             on_attempt=on_attempt,
@@ -75,6 +82,7 @@ class Probing:
     async def stop(self) -> None:
         """Stop launching, let attempts in flight finish, then close every probe context."""
         await self.scheduler.stop()
+        self.log_missed()
         for context in self._contexts:
             await context.close()
         self._contexts.clear()
@@ -84,14 +92,39 @@ class Probing:
         self._health.lag_window = max(self._health.lag_window, launch.lag)
 
     def _on_missed(self, missed: MissedLaunches) -> None:
-        self._metrics.missed_launch(missed.service, missed.target, missed.count)
+        self._metrics.missed_launch(
+            missed.service, str(missed.channel), missed.target, missed.count
+        )
+        # Never a silent gap: each missed launch is judged (dropped: no_data) and kept as
+        # evidence of its second, with the reason.
+        for attempt in missed_attempts(missed, self._loaded.config.prober.id):
+            self._on_attempt(attempt)
+        # One log line a second at most: a line per target would add to the very stall
+        # that made the launches miss (thousands of lines when every lane is late).
+        pending = self._missed_pending
+        pending[missed.reason] = pending.get(missed.reason, 0) + missed.count
+        self._missed_targets.add((missed.service, missed.target))
+        if self._missed_first is None:
+            self._missed_first = missed.first_second
+        now = self._clock.time()
+        if now - self._missed_logged >= 1.0:
+            self._missed_logged = now
+            self.log_missed()
+
+    def log_missed(self) -> None:
+        """Log the launches missed since the last such line, if any."""
+        if not self._missed_pending or self._missed_first is None:
+            return
+        targets = sorted(self._missed_targets)
         log.warning(
             "launches missed",
             extra={
-                "service": missed.service,
-                "target": missed.target,
-                "reason": missed.reason,
-                "count": missed.count,
-                "first_second": format_time(missed.first_second),
+                "counts": dict(self._missed_pending),
+                "targets": len(targets),
+                "example": "/".join(targets[0]),
+                "first_second": format_time(self._missed_first),
             },
         )
+        self._missed_pending.clear()
+        self._missed_targets.clear()
+        self._missed_first = None

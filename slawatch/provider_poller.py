@@ -55,13 +55,13 @@ class StatusPoller:
             "slawatch_provider_status",
             "The status the provider's own status page declares for a component (1: in force).",
             ["service", "component", "status"],
-            registry=daemon.registry,
+            registry=daemon.metrics.core,
         )
         self.errors = Counter(
             "slawatch_provider_status_errors",
             "Status page reads that failed (network, HTTP status or format).",
             ["service"],
-            registry=daemon.registry,
+            registry=daemon.metrics.core,
         )
         # service → when its last error was logged (wall seconds).
         self._logged: dict[str, float] = {}

@@ -12,7 +12,7 @@ from html import escape
 from typing import Any, NoReturn
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from config import ConfigError
 from config.model import ServiceConfig
@@ -98,13 +98,8 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """The Prometheus exposition, built off the event loop.
-
-    At hundreds of targets the page is megabytes and takes a few hundred milliseconds to
-    build; on the loop that would delay launches, so a worker thread builds it.
-    """
-    registry = request.app[DAEMON].registry
-    body = await asyncio.to_thread(generate_latest, registry)
+    """The Prometheus exposition, built a slice at a time so that launches are not held up."""
+    body = await request.app[DAEMON].metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -3,16 +3,19 @@ duplicate keys, lower-case RFC 3339, long degraded windows (issue 17)."""
 
 from __future__ import annotations
 
+import io
 import json
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from classifier.buckets import SecondBuckets
 from classifier.engine import Classifier
 from classifier.machine import ServiceMachine, Thresholds
-from classifier.replay import LineReader, ReplayError, replay
+from classifier.replay import LineReader, ReplayError, bounded_lines, replay
 from classifier.verdict import Verdict
 from config import load_catalog, load_config_text
 from config.model import ClassifierConfig
@@ -280,3 +283,38 @@ def test_a_version_1_snapshot_is_read() -> None:
     assert machine.bad.to_json() == [[T0 + 2, T0 + 3, 1], [T0 + 4, T0 + 4, 2], [T0 + 8, T0 + 8, 1]]
     assert (machine.bad.count, machine.unobserved.count) == (4, 2)
     assert machine.snapshot()["version"] == 2
+
+
+def _readline_lines(data: bytes, limit: int) -> tuple[list[bytes], str | None]:
+    """The lines (and the error of the first over-long one) as reading line by line gives."""
+    handle = io.BytesIO(data)
+    lines: list[bytes] = []
+    while line := handle.readline(limit + 1):
+        if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
+            return lines, f"{len(lines) + 1}: line is longer than {limit} bytes"
+        lines.append(line)
+    return lines, None
+
+
+def _block_lines(data: bytes, limit: int, block: int) -> tuple[list[bytes], str | None]:
+    lines: list[bytes] = []
+    try:
+        for line in bounded_lines(io.BytesIO(data).read, limit, block):
+            lines.append(line)
+    except ReplayError as exc:
+        return lines, str(exc)
+    return lines, None
+
+
+@given(
+    data=st.lists(st.sampled_from([b"a", b"bb", b"\n", b"\r", b"cccccc"]), max_size=60).map(
+        b"".join
+    ),
+    limit=st.integers(1, 12),
+    block=st.integers(1, 16),
+)
+def test_block_reading_gives_the_lines_of_reading_line_by_line(
+    data: bytes, limit: int, block: int
+) -> None:
+    """Lines read a block at a time are those of readline, newlines and errors included."""
+    assert _block_lines(data, limit, block) == _readline_lines(data, limit)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from incidents.lifecycle import user_event
 from incidents.memory_store import MemoryStore
 from probe.attempt import Attempt, Channel
 from probe.clock import ManualClock
+from probe.scheduler import MissedLaunches, missed_attempts
 from slawatch.daemon import TICK_OFFSET, Daemon
 from tests.support.configs import config_from_yaml
 from tests.support.timeline import SECONDS, expand
@@ -72,3 +75,32 @@ async def test_status_incident_and_retention(tmp_path: Path) -> None:
     assert not [r for r in store.runs("mail", "api", T0, T0 + 20) if r.last < later - HOUR]
     assert not store.samples("mail", T0, T0 + 20)
     assert store.runs("mail", "api", later - 10, later + 10)
+
+
+async def test_reload_keeps_the_per_target_shape_of_the_metrics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """metrics.per_target is read at start-up: a reload that changes it is logged, not applied."""
+    daemon = _daemon(tmp_path, MemoryStore())
+    config = daemon.loaded.config.model_dump(mode="json", exclude_none=True)
+    config["metrics"] = {"per_target": False}
+    with caplog.at_level(logging.WARNING, logger="slawatch.daemon"):
+        daemon.apply(config_from_yaml(config, path=tmp_path / "slawatch.yaml"))
+    await daemon.probing.stop()
+    assert daemon.metrics.table.per_target is True
+    assert "metrics.per_target takes effect at the next restart" in caplog.messages
+
+
+async def test_missed_launch_records_are_judged_not_counted_as_attempts(tmp_path: Path) -> None:
+    """A missed launch's record makes its second no_data; it is no attempt in the metrics."""
+    daemon = _daemon(tmp_path, MemoryStore())
+    missed = MissedLaunches("mail", Channel.API, "send", T0, T0, 1, "stalled", slots=(T0 + 0.2,))
+    for record in missed_attempts(missed, "p-1"):
+        daemon._on_attempt(record)
+    await daemon.tick(T0 + 3 + TICK_OFFSET)
+    page = (await daemon.metrics.exposition()).decode()
+    assert (
+        'slawatch_attempts_total{channel="api",outcome="probe_error",service="mail",target="send"} 0.0'
+        in page
+    )
+    assert daemon.status.channels["mail"]["api"].verdict == "no_data"

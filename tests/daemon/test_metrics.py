@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -221,3 +223,121 @@ def test_exposition_passes_promtool(require_tool: Callable[[str], str], tmp_path
         "version",
         "le",
     }
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def _busy_metrics(per_target: bool) -> tuple[Metrics, CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, "1.2.3", per_target=per_target)
+    two = """
+services:
+  - name: sparkpost
+    api:
+      - {name: account, url: "http://127.0.0.1:1/"}
+      - {name: send, url: "http://127.0.0.1:1/send"}
+    smtp: [{name: inject, host: 127.0.0.1}]
+"""
+    metrics.prepare(config_from_yaml(two).config)
+    for target, outcome, seconds in (
+        ("account", Outcome.OK, 0.004),
+        ("account", Outcome.TIMEOUT, 10.0),
+        ("send", Outcome.OK, 0.3),
+        ("send", Outcome.OK, 31.0),
+    ):
+        metrics.attempt(Attempt("sparkpost", Channel.API, target, "eu-1", 1.0, seconds, outcome))
+    metrics.missed_launch("sparkpost", "api", "send", 3)
+    metrics.attempt(
+        Attempt(
+            "sparkpost",
+            Channel.SMTP,
+            "inject",
+            "eu-1",
+            1.0,
+            0.1,
+            Outcome.CLIENT_ERROR,
+            misconfigured=True,
+        )
+    )
+    return metrics, registry
+
+
+@pytest.mark.parametrize(
+    "per_target", [pytest.param(True, id="per-target"), pytest.param(False, id="per-channel")]
+)
+async def test_page_is_the_registry_s_samples(per_target: bool) -> None:
+    """The page built a slice at a time holds exactly the samples the registry reads."""
+    metrics, registry = _busy_metrics(per_target)
+    page = (await metrics.exposition()).decode()
+    assert _samples(page) == _samples(generate_latest(registry).decode())
+
+
+async def test_per_channel_sums_targets_without_the_target_label() -> None:
+    """metrics.per_target false: one counter and histogram per channel; the gauges stay per target."""
+    metrics, _ = _busy_metrics(per_target=False)
+    page = _samples((await metrics.exposition()).decode())
+    api = (("channel", "api"), ("service", "sparkpost"))
+    assert page[("slawatch_attempts_total", tuple(sorted((*api, ("outcome", "ok")))))] == 3
+    assert page[("slawatch_attempt_duration_seconds_count", api)] == 4
+    assert (
+        page[("slawatch_attempt_duration_seconds_bucket", tuple(sorted((*api, ("le", "0.005")))))]
+        == 1
+    )
+    assert (
+        page[("slawatch_attempt_duration_seconds_bucket", tuple(sorted((*api, ("le", "30.0")))))]
+        == 3
+    )
+    assert page[("slawatch_attempt_duration_seconds_sum", api)] == pytest.approx(41.304)
+    assert not [
+        key for key in page if key[0].startswith("slawatch_attempt") and "target" in dict(key[1])
+    ]
+    assert (
+        page[("slawatch_missed_launches_total", (("service", "sparkpost"), ("target", "send")))]
+        == 3
+    )
+    assert (
+        page[("slawatch_probe_misconfigured", (("service", "sparkpost"), ("target", "inject")))]
+        == 1
+    )
+    assert (
+        page[("slawatch_probe_misconfigured", (("service", "sparkpost"), ("target", "account")))]
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    "per_target", [pytest.param(True, id="per-target"), pytest.param(False, id="per-channel")]
+)
+async def test_page_passes_promtool(per_target: bool, require_tool: Callable[[str], str]) -> None:
+    """The page /metrics serves, either way, passes `promtool check metrics`."""
+    promtool = require_tool("promtool")
+    metrics, _ = _busy_metrics(per_target)
+    metrics.launch_lag(0.002)
+    page = await metrics.exposition()
+    proc = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=page, capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert proc.stdout.decode().strip() == ""
+
+
+async def test_attempt_of_a_removed_target_is_still_counted() -> None:
+    """An attempt finishing after a reload removed its target is counted, not lost or fatal."""
+    metrics, _ = _metrics()
+    metrics.prepare(config_from_yaml("services: [{name: sparkpost}]").config)
+    metrics.attempt(Attempt("sparkpost", Channel.API, "account", "eu-1", 1.0, 0.2, Outcome.OK))
+    page = _samples((await metrics.exposition()).decode())
+    labels = (
+        ("channel", "api"),
+        ("outcome", "ok"),
+        ("service", "sparkpost"),
+        ("target", "account"),
+    )
+    assert page[("slawatch_attempts_total", labels)] == 1

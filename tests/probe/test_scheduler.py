@@ -13,11 +13,18 @@ import pytest
 from probe.attempt import Attempt, Channel, Outcome
 from probe.clock import ManualClock
 from probe.scheduler import (
+    CATCH_UP_BURST,
+    CATCH_UP_FACTOR,
+    LATE_AFTER,
+    MISSED_DETAIL,
+    MISSED_PHASE,
+    MISSED_RECORD_SECONDS,
     Launch,
     MissedLaunches,
     Scheduler,
     default_max_in_flight,
     launch_offset,
+    missed_attempts,
 )
 
 START = 1_790_000_000.0
@@ -349,3 +356,94 @@ def test_launch_offset_is_stable() -> None:
     assert launch_offset("svc", "t") != launch_offset("svc", "u")
     assert all(0 <= launch_offset("s", str(i)) < 1 for i in range(100))
     assert launch_offset("sparkpost", "account") == pytest.approx(0.92861, abs=1e-5)
+
+
+async def test_catch_up_after_a_stall_is_paced_not_a_burst() -> None:
+    """After a stall, late launches go CATCH_UP_BURST at once, then at twice the normal rate.
+
+    Whatever the pace cannot fit into a launch's own second is reported missed: each slot
+    is launched in its second or counted, never moved into the next second.
+    """
+    clock = ManualClock(START)
+    recorder = Recorder()
+    probes = [ClockedProbe(clock, f"t{i}", duration=0.01) for i in range(400)]
+    scheduler = recorder.scheduler(clock)
+    scheduler.replace(probes)
+    await run_until(clock, START + 2)
+    recorder.launches.clear()
+    recorder.missed.clear()
+    # A stall of 0.9 s inside one second: every slot it passed is now late at once.
+    stalled_second = math.floor(clock.time())
+    clock.advance(0.9)
+    stall_end = clock.time()
+    await run_until(clock, stalled_second + 3)
+    await stop(scheduler, clock)
+    passed_by = [x for x in recorder.launches if math.floor(x.scheduled) == stalled_second]
+    passed_by = [x for x in passed_by if x.scheduled < stall_end]
+    late = [x for x in passed_by if x.lag > LATE_AFTER]
+    at_once = [x for x in late if abs(x.scheduled + x.lag - stall_end) < 1e-6]
+    assert len(at_once) == CATCH_UP_BURST
+    step = 1 / (CATCH_UP_FACTOR * len(probes))
+    starts = sorted(x.scheduled + x.lag for x in late)
+    gaps = [b - a for a, b in itertools.pairwise(starts[CATCH_UP_BURST - 1 :])]
+    assert min(gaps) == pytest.approx(step, abs=1e-6)
+    # Every launch stays in its second; those the pace pushed past it are counted.
+    assert all(math.floor(x.scheduled + x.lag) == math.floor(x.scheduled) for x in passed_by)
+    missed = sum(m.count for m in recorder.missed if m.first_second == stalled_second)
+    passed = sum(1 for p in probes if stalled_second + launch_offset("svc", p.target) < stall_end)
+    assert missed > 0
+    assert len(passed_by) + missed == passed
+    assert {m.reason for m in recorder.missed} == {"stalled"}
+
+
+def test_missed_attempts_stand_for_each_slot() -> None:
+    """Missed launches become probe_error records at their slots, the reason in the detail."""
+    missed = MissedLaunches(
+        "svc", Channel.API, "t", 100, 101, 4, "stalled", slots=(100.25, 100.75, 101.25, 101.75)
+    )
+    records = missed_attempts(missed, "p1")
+    assert [r.started_at for r in records] == [100.25, 100.75, 101.25, 101.75]
+    assert {r.outcome for r in records} == {Outcome.PROBE_ERROR}
+    assert {(r.phase, r.detail, r.prober) for r in records} == {
+        (MISSED_PHASE, MISSED_DETAIL["stalled"], "p1")
+    }
+
+
+async def test_long_stall_keeps_records_of_its_latest_seconds_and_the_exact_count() -> None:
+    """A stall longer than MISSED_RECORD_SECONDS counts every slot but keeps records of the last."""
+    clock = ManualClock(START)
+    recorder = Recorder()
+    probe = ClockedProbe(clock, "t", rate=2.0)
+    scheduler = recorder.scheduler(clock)
+    scheduler.replace([probe])
+    await run_until(clock, START + 1)
+    clock.advance(MISSED_RECORD_SECONDS + 20)
+    await run_until(clock, clock.time() + 1)
+    await stop(scheduler, clock)
+    (missed,) = recorder.missed
+    assert missed.count >= (MISSED_RECORD_SECONDS + 19) * 2
+    assert len(missed.slots) == MISSED_RECORD_SECONDS * 2
+    assert missed.slots == tuple(sorted(missed.slots))
+    assert math.floor(missed.slots[-1]) == missed.last_second
+
+
+async def test_attempt_whose_task_starts_after_its_second_is_missed() -> None:
+    """A launch whose task only runs once its second is over makes no attempt: it is missed."""
+    clock = ManualClock(START)
+    recorder = Recorder()
+    probe = ClockedProbe(clock, "t")
+    scheduler = recorder.scheduler(clock)
+    scheduler.replace([probe])
+    await settle()
+    slot = clock.next_wake()
+    assert slot is not None
+    clock.advance(slot - clock.time())
+    await asyncio.sleep(0)  # the launch loop wakes and creates the attempt's task
+    assert len(recorder.launches) == 1
+    clock.advance(1.0)  # ... which only gets to run in the next second
+    await settle()
+    await stop(scheduler, clock)
+    assert math.floor(slot) not in [math.floor(start) for start in probe.starts]
+    assert [(m.reason, m.count, m.first_second) for m in recorder.missed] == [
+        ("stalled", 1, math.floor(slot))
+    ]
