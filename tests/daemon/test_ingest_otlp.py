@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -20,13 +20,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as SpanStatus
-from prometheus_client import CollectorRegistry
 
 from incidents.sqlite_store import SqliteStore
 from probe.clock import ManualClock
 from slawatch.daemon import Daemon
-from slawatch.web import make_app
-from tests.support.configs import config_from_yaml
+from tests.support.site import open_site
 
 NOW = 1_795_176_000  # 2026-11-20T12:00:00Z
 TOKEN = "otlp-token-0042"
@@ -114,18 +112,11 @@ async def site(
             }
         ],
     }
-    loaded = config_from_yaml(config, path=tmp_path / "slawatch.yaml")
-    store = SqliteStore(tmp_path / "store.db")
-    clock = ManualClock(NOW)
-    daemon = Daemon(loaded, clock=clock, registry=CollectorRegistry(), store=store)
-    await daemon.open_store()
-    client = TestClient(TestServer(make_app(daemon)))
-    await client.start_server()
+    made = await open_site(tmp_path, config, NOW)
     try:
-        yield daemon, clock, client, store
+        yield made.daemon, made.clock, made.client, made.store
     finally:
-        await client.close()
-        store.close()
+        await made.close()
 
 
 async def post(client: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:

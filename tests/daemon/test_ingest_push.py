@@ -6,37 +6,20 @@ import gzip
 import io
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
 from config.timetext import format_time
 from incidents.evidence import evidence_source, write_evidence
-from incidents.sqlite_store import SqliteStore
-from probe.clock import ManualClock
-from slawatch.daemon import Daemon
-from slawatch.web import make_app
-from tests.support.configs import config_from_yaml
+from tests.support.site import Site, open_site
 
 NOW = 1_795_176_000  # 2026-11-20T12:00:00Z
 TOKEN = "push-token-0042"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
 # No probes: the horizon is the default timeout plus one second.
 HORIZON = 11
-
-
-@dataclass
-class Site:
-    """The daemon, its clock and store, and a client of its web app."""
-
-    daemon: Daemon
-    clock: ManualClock
-    client: TestClient
-    store: SqliteStore
 
 
 async def _site(
@@ -48,14 +31,7 @@ async def _site(
         "ingest": ingest,
         "services": [{"name": "sparkpost", **service}],
     }
-    loaded = config_from_yaml(config, path=tmp_path / "slawatch.yaml")
-    store = SqliteStore(tmp_path / "store.db")
-    clock = ManualClock(NOW)
-    daemon = Daemon(loaded, clock=clock, registry=CollectorRegistry(), store=store)
-    await daemon.open_store()
-    client = TestClient(TestServer(make_app(daemon)))
-    await client.start_server()
-    return Site(daemon, clock, client, store)
+    return await open_site(tmp_path, config, NOW)
 
 
 @pytest.fixture
@@ -65,8 +41,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     try:
         yield made
     finally:
-        await made.client.close()
-        made.store.close()
+        await made.close()
 
 
 def line(at: float, outcome: str = "server_error", **extra: Any) -> str:
