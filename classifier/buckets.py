@@ -87,11 +87,16 @@ class SecondBuckets:
         self._open: dict[int, Bucket] = {}
         # Replay's open seconds (``add_run``): the run keys, judged by the classifier directly.
         self.runs: dict[int, list[RunKey]] = {}
+        # Replay's open repeat (``add_repeat``): ``count`` consecutive seconds from ``first``
+        # with the same keys, held as one entry until judged. None: there is none.
+        self.repeat: Repeat | None = None
 
     def add(  # noqa: PLR0917  (a hot path: positional on purpose)
         self, service: str, channel: Channel, prober: str, second: int, outcome: int, count: int = 1
     ) -> bool:
         """Count attempts (``outcome`` indexes OUTCOMES); False if their second was final."""
+        if self.repeat is not None and second >= self.repeat.first:
+            self.spread()
         bucket = self._open.get(second)
         if bucket is None:
             next_second = self.next_second
@@ -114,6 +119,9 @@ class SecondBuckets:
 
         The list is kept as it is (the caller hands it over) until ``second`` is judged.
         """
+        repeat = self.repeat
+        if repeat is not None and second >= repeat.first:
+            self.spread()
         held = self.runs.get(second)
         if held is not None:
             held.extend(keys)
@@ -133,6 +141,48 @@ class SecondBuckets:
             self.max_second = second
         return True
 
+    def add_repeat(self, first: int, keys: list[RunKey], count: int) -> None:
+        """Count ``count`` consecutive seconds from ``first``, each with the attempts ``keys``.
+
+        For replay: a steady log repeats one second's attempts for hours, and this holds such
+        a stretch as one entry, judged as one run (``Classifier`` consumes it in bulk). Every
+        second of it must be later than any second seen so far (so none is final, none holds
+        attempts yet); the list is kept as it is.
+        """
+        if self.max_second is not None and first <= self.max_second:
+            raise ValueError("a repeat must start after every second seen so far")
+        if self.repeat is not None:
+            self.spread()
+        if self.next_second is None:
+            self.next_second = first
+        self.repeat = Repeat(first, keys, count)
+        self.max_second = first + count - 1
+
+    def spread(self) -> None:
+        """Turn the open repeat back into one run per second (attempts are joining one)."""
+        repeat, self.repeat = self.repeat, None
+        if repeat is not None:
+            runs = self.runs
+            keys = repeat.keys
+            for second in range(repeat.first, repeat.first + repeat.count):
+                runs[second] = list(keys)
+
+    def take_repeat(self, second: int, last: int) -> tuple[list[RunKey], int] | None:
+        """The keys and the number of seconds of the repeat from ``second`` up to ``last``.
+
+        None unless the open repeat starts at ``second``; what is left of it stays open.
+        """
+        repeat = self.repeat
+        if repeat is None or repeat.first != second:
+            return None
+        taken = min(repeat.count, last - second + 1)
+        if taken == repeat.count:
+            self.repeat = None
+        else:
+            repeat.first += taken
+            repeat.count -= taken
+        return repeat.keys, taken
+
     def final_through(self, now: float) -> int:
         """The last second that is final at wall time ``now``."""
         return math.floor(now) - 1 - self.horizon
@@ -145,6 +195,8 @@ class SecondBuckets:
         """
         ahead = [s for s in self._open if s > second]
         ahead += [s for s in self.runs if s > second]
+        if self.repeat is not None and self.repeat.first > second:
+            ahead.append(self.repeat.first)
         return min(last, min(ahead, default=last + 1) - 1)
 
     def skip(self, last: int) -> None:
@@ -165,4 +217,16 @@ class SecondBuckets:
 
     def __len__(self) -> int:
         """The number of open seconds holding attempts."""
-        return len(self._open.keys() | self.runs.keys())
+        repeated = 0 if self.repeat is None else self.repeat.count
+        return len(self._open.keys() | self.runs.keys()) + repeated
+
+
+class Repeat:
+    """``count`` consecutive open seconds from ``first``, each with the attempts ``keys``."""
+
+    __slots__ = ("count", "first", "keys")
+
+    def __init__(self, first: int, keys: list[RunKey], count: int) -> None:
+        self.first = first
+        self.keys = keys
+        self.count = count

@@ -442,6 +442,11 @@ class Classifier:
             elif keys is not None:
                 signature = tuple(keys)
                 result = results.get(signature) or self._learn(signature)
+            elif (repeated := buckets.take_repeat(second, last)) is not None:
+                # A repeat (``add_repeat``): many seconds of one signature, judged at once.
+                signature = tuple(repeated[0])
+                seconds = repeated[1]
+                result = results.get(signature) or self._learn(signature)
             else:
                 # A silent stretch: one result, counted at once, whatever its length.
                 seconds = buckets.silent_through(second, last) - second + 1

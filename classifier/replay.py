@@ -7,6 +7,7 @@ import json
 import math
 import operator
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,38 +44,62 @@ class ReplayError(ValueError):
 MAX_LINE_BYTES = 64 * 1024
 
 
-def bounded_lines(
+def bounded_chunks(
     read: Callable[[int], bytes], limit: int = MAX_LINE_BYTES, block: int = 1 << 20
 ) -> Iterator[bytes]:
-    """The lines ``read`` yields, each with its newline; ReplayError for one over ``limit`` bytes.
+    """Whole lines of what ``read`` yields, ``block`` bytes or so at a time.
 
-    Reads ``block`` bytes at a time and splits them in C: a month of attempts is millions
-    of lines, and a call per line was a tenth of a replay. At most ``block`` plus ``limit``
-    bytes of an over-long line are read before it is refused.
+    Each chunk ends with a newline, except the input's last when it has none. A month of
+    attempts is millions of lines: :class:`LineReader` takes them a chunk at a time, and
+    most never become a ``bytes`` of their own. ReplayError names the first line over
+    ``limit`` bytes (the chunk before it is handed over first); at most ``block`` plus
+    ``limit`` bytes of such a line are read before it is refused.
     """
-    return itertools.chain.from_iterable(_line_blocks(read, limit, block))
-
-
-def _line_blocks(read: Callable[[int], bytes], limit: int, block: int) -> Iterator[Iterator[bytes]]:
     number = 0
     pending = b""
     while data := read(block):
         if pending:
             data = pending + data
-        lines = data.split(b"\n")
-        pending = lines.pop()
-        if lines and max(map(len, lines)) > limit:
-            over = next(i for i, line in enumerate(lines) if len(line) > limit)
-            # The lines before it are judged, as they would have been read one by one.
-            yield map(operator.add, lines[:over], itertools.repeat(b"\n"))
-            raise ReplayError(number + over + 1, f"line is longer than {limit} bytes")
+        cut = data.rfind(b"\n") + 1
+        whole, pending = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+        over = _overlong(whole, limit)
+        if over is not None:
+            if over:
+                yield whole[:over]
+            number += whole.count(b"\n", 0, over)
+            raise ReplayError(number + 1, f"line is longer than {limit} bytes")
+        number += whole.count(b"\n")
+        if whole:
+            yield whole
         if len(pending) > limit:
-            yield map(operator.add, lines, itertools.repeat(b"\n"))
-            raise ReplayError(number + len(lines) + 1, f"line is longer than {limit} bytes")
-        number += len(lines)
-        yield map(operator.add, lines, itertools.repeat(b"\n"))
+            raise ReplayError(number + 1, f"line is longer than {limit} bytes")
     if pending:
-        yield iter((pending,))
+        yield pending
+
+
+def _overlong(whole: bytes, limit: int) -> int | None:
+    """Where the first line longer than ``limit`` starts in ``whole`` (whole lines); None: none.
+
+    Jumps a window of ``limit`` bytes at a time to the window's last newline: a line that
+    fits in the window ends in it.
+    """
+    at = 0
+    while len(whole) - at > limit:
+        newline = whole.rfind(b"\n", at, at + limit + 1)
+        if newline < 0:
+            return at
+        at = newline + 1
+    return None
+
+
+def chunk_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of ``chunks`` (as :func:`bounded_chunks` gives them), each with its newline."""
+    for chunk in chunks:
+        lines = chunk.split(b"\n")
+        last = lines.pop()
+        yield from map(operator.add, lines, itertools.repeat(b"\n"))
+        if last:
+            yield last
 
 
 # The fast path: the exact form ``Attempt.to_json`` + ``json.dumps`` write, with printable
@@ -101,6 +126,7 @@ _STAMP_WIDTH = 19
 # STAMP is MINUTE (``YYYY-MM-DDTHH:MM:``) and the seconds: valid seconds by their two bytes.
 _MINUTE_WIDTH = 17
 _SECONDS = {f"{s:02d}".encode(): s for s in range(60)}
+_SECOND_TEXT = list(_SECONDS)
 _TAIL = re.compile(
     rb'(?:\.\d{1,6})?Z", '
     rb'"outcome": "([a-z_]+)"'
@@ -124,6 +150,52 @@ EARLIEST = 946_684_800
 MAX_AHEAD_S = 86_400
 
 
+def _alike(
+    chunk: bytes, at: int, pieces: list[bytes], stamp: bytes, second: int
+) -> tuple[int, int, bytes]:
+    """Alike seconds in ``chunk`` from ``at``: how many, where they end, the last one's STAMP.
+
+    An alike second is the lines ``pieces`` joined by its STAMP, from ``second`` (whose
+    STAMP is ``stamp``) on.
+    Looks a second at a time, and a whole minute at a time from a minute's start: the
+    minute's lines are then its ``YYYY-MM-DDTHH:MM:`` joining pieces built once.
+    """
+    matched = 0
+    last = stamp
+    minute: list[bytes] | None = None
+    step = len(stamp.join(pieces))
+    while True:
+        if second % 60 == 0 and len(chunk) - at >= 60 * step:
+            prefix = stamp[:_MINUTE_WIDTH]
+            if minute is None:
+                image = b"".join((prefix + s).join(pieces) for s in _SECOND_TEXT)
+                minute = image.split(prefix)
+                if len(minute) != 60 * (len(pieces) - 1) + 1:
+                    minute = []
+            if minute and chunk.startswith(expected := prefix.join(minute), at):
+                at += len(expected)
+                matched += 60
+                last = prefix + _SECOND_TEXT[59]
+                second += 60
+                stamp = _stamp_after(last, second)
+                continue
+        if not chunk.startswith(expected := stamp.join(pieces), at):
+            return matched, at, last
+        at += len(expected)
+        matched += 1
+        last = stamp
+        second += 1
+        stamp = _stamp_after(stamp, second)
+
+
+def _stamp_after(stamp: bytes, second: int) -> bytes:
+    """The STAMP of ``second``, given ``stamp``, the STAMP of the second before it."""
+    of_minute = second % 60
+    if of_minute:
+        return stamp[:_MINUTE_WIDTH] + _SECOND_TEXT[of_minute]
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+
+
 class LineReader:
     """Turns replay lines into runs of same-second attempts; fast for the canonical form.
 
@@ -145,47 +217,154 @@ class LineReader:
         # The latest second seen: a line far past it is refused (see MAX_AHEAD_S).
         self._newest: int | None = None
 
-    def runs(self, lines: Iterable[bytes]) -> Iterator[tuple[int, list[RunKey]]]:
+    def runs(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, list[RunKey]]]:
         """Consecutive attempts of one second, one key each, in the order of the lines.
 
+        ``chunks`` are whole lines (one or many each, as :func:`bounded_chunks` reads them).
         Handing a second's attempts over as one run changes nothing downstream: a second's
         attempts are only judged after a later second's run has been handed over.
         """
+        for first, keys, count in self.repeats(chunks):
+            yield first, keys
+            for second in range(first + 1, first + count):
+                yield second, list(keys)
+
+    def repeats(  # noqa: PLR0912, PLR0915  (the hot loop of replay, kept in one frame)
+        self, chunks: Iterable[bytes]
+    ) -> Iterator[tuple[int, list[RunKey], int]]:
+        """The runs of :meth:`runs`, alike consecutive seconds as one: ``(first, keys, count)``.
+
+        ``count`` consecutive seconds from ``first`` each had the attempts ``keys``, in that
+        order, and each was later than any second before it (so a classifier can take them
+        with ``add_repeat``); other runs come with a count of 1. On a bad line the stretch
+        before it is handed over first, as its seconds were read.
+
+        A steady log repeats one second's lines for hours with only the STAMP changing:
+        once two seconds in a row came out alike, the next second is looked for as the
+        bytes of the last one with the next STAMP in place of its own (one join and one
+        comparison a second, whatever its number of lines). Those bytes are canonical
+        lines with the same heads and tails, so the lines give the same keys either way.
+        """
         heads = self._heads
         tails = self._tails
+        number = 0
+        # The second being read: its keys so far, its STAMP (``-`` until a canonical line
+        # showed it) and where its lines start in the chunk while all are canonical (-1: not).
         run: list[RunKey] = []
         run_second = -(1 << 62)
-        # The STAMP of the run's second, once a fast line has shown it.
         run_stamp = b"-"
-        for number, line in enumerate(lines, 1):
-            head, _, rest = line.partition(_STARTED_AT)
-            keys = heads.get(head)
-            index = tails.get(rest[_STAMP_WIDTH:])
-            if keys is not None and index is not None:
-                stamp = rest[:_STAMP_WIDTH]
-                if stamp == run_stamp:
-                    run.append(keys[index])
-                    continue
-            key: RunKey
-            fast = self._fast(head, rest, number)
-            if fast is not None:
-                key, second = fast
-            else:
-                fields = self._slow(line, number)
-                if fields is None:
-                    continue
-                service, channel, prober, second, outcome = fields
-                key = (service, channel.value, prober, outcome)
-            if second != run_second:
-                self._plausible(second, number)
-                if run:
-                    yield run_second, run
-                run, run_second, run_stamp = [], second, b"-"
-            if fast is not None:
-                run_stamp = rest[:_STAMP_WIDTH]
-            run.append(key)
+        run_start = -1
+        # The stretch before it, not handed over yet: ``count`` seconds from ``first``
+        # (count 0: none). It may grow only if it began after every second before it;
+        # ``tried``: a look for its next second by its bytes failed once already.
+        first, alike, count, growing, tried = 0, run, 0, False, False
+        # The latest second of any run before the one being read.
+        latest = -(1 << 62)
+        try:
+            for chunk in chunks:
+                size = len(chunk)
+                pos = 0
+                run_start = -1
+                while pos < size:
+                    end = chunk.find(b"\n", pos)
+                    if end < 0:
+                        end = size
+                    start, pos = pos, end + 1
+                    number += 1
+                    head, _, rest = chunk[start:end].partition(_STARTED_AT)
+                    keys = heads.get(head)
+                    index = tails.get(rest[_STAMP_WIDTH:])
+                    key: RunKey
+                    stamp = rest[:_STAMP_WIDTH]
+                    if keys is not None and index is not None:
+                        if stamp == run_stamp:
+                            run.append(keys[index])
+                            continue
+                        seconds = _SECONDS.get(stamp[_MINUTE_WIDTH:])
+                        if seconds is not None and stamp[:_MINUTE_WIDTH] == self._minute:
+                            second, key = self._minute_start + seconds, keys[index]
+                            fast = True
+                        else:
+                            fast = False
+                    else:
+                        fast = False
+                    if not fast:
+                        found = self._fast(head, rest, number)
+                        if found is not None:
+                            key, second = found
+                        else:
+                            stamp = b"-"
+                            fields = self._slow(chunk[start:pos], number)
+                            if fields is None:
+                                run_start = -1
+                                continue
+                            service, channel, prober, second, outcome = fields
+                            key = (service, channel.value, prober, outcome)
+                    if second == run_second:
+                        if stamp == b"-":
+                            run_start = -1
+                        elif run_stamp == b"-":
+                            run_stamp = stamp
+                        run.append(key)
+                        continue
+                    newest = self._newest
+                    fresh = newest is not None and second == newest + 1
+                    if fresh:
+                        self._newest = second
+                    else:
+                        self._plausible(second, number)
+                    if run:
+                        # The run of run_second is complete: it joins the stretch or ends it.
+                        if growing and run_second == first + count and run == alike:
+                            count += 1
+                        else:
+                            if count:
+                                yield first, alike, count
+                            first, alike, count, tried = run_second, run, 1, False
+                            growing = run_second > latest
+                        latest = max(latest, run_second)
+                        if (
+                            count > 1
+                            and not tried
+                            and fresh
+                            and run_start >= 0
+                            and stamp != b"-"
+                            and second == run_second + 1
+                        ):
+                            span = start - run_start
+                            pieces = chunk[run_start:start].split(run_stamp)
+                            width = len(run)
+                            matched = 0
+                            if len(pieces) == width + 1:
+                                matched, at, run_stamp = _alike(chunk, start, pieces, stamp, second)
+                            if matched:
+                                # All but the last matched second are complete and alike.
+                                run_second = second + matched - 1
+                                count += matched - 1
+                                latest = run_second - 1
+                                self._newest = run_second
+                                number += matched * width - 1
+                                run = list(alike)
+                                run_start = at - span
+                                pos = at
+                                continue
+                            tried = True
+                    run, run_second, run_stamp = [], second, stamp
+                    run_start = start if stamp != b"-" else -1
+                    run.append(key)
+        except ReplayError:
+            if count:
+                yield first, alike, count
+            raise
         if run:
-            yield run_second, run
+            if growing and run_second == first + count and run == alike:
+                count += 1
+            else:
+                if count:
+                    yield first, alike, count
+                first, alike, count = run_second, run, 1
+        if count:
+            yield first, alike, count
 
     def _fast(self, head: bytes, rest: bytes, number: int) -> tuple[RunKey, int] | None:
         """The key and second of a canonical line split at its STAMP; None if not canonical."""
@@ -291,9 +470,9 @@ class LineReader:
             self._validate(attempt.service, attempt.channel, number)
         return attempt
 
-    def attempts(self, lines: Iterable[bytes]) -> Iterator[tuple[int, Attempt]]:
+    def attempts(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, Attempt]]:
         """Every attempt in full (for a store that keeps samples), with its second."""
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(chunk_lines(chunks), 1):
             attempt = self._attempt(line, number)
             if attempt is not None:
                 self._plausible(attempt.second, number)
@@ -462,6 +641,8 @@ def drive(
 ) -> None:
     """The replay loop: feed ``(second, item)`` in log order, judge as seconds become final.
 
+    ``second`` is the latest second the item holds attempts of.
+
     A second is judged once an attempt starting ``horizon`` seconds after its end has been
     read (or at the end of input). ``found`` sees every Finalized (it may empty it). On a
     ReplayError, what was judged before the bad line is still reported, then it is raised.
@@ -485,26 +666,31 @@ def drive(
 
 
 def replay(
-    lines: Iterable[bytes],
+    chunks: Iterable[bytes],
     config: Config,
     catalog: Catalog,
     *,
     horizon: int,
     on_signal: Callable[[IncidentSignal], None] | None = None,
 ) -> ReplayResult:
-    """Run attempt log lines through the classifier the daemon uses; memory stays bounded."""
+    """Run attempt log chunks (whole lines) through the live classifier; memory stays bounded."""
     classifier = Classifier(
         config.services, catalog, horizon=horizon, emit_verdicts=False, hold_runs=True
     )
     incidents = IncidentTally()
     # Every key was checked by the reader, so the buckets can take the runs directly.
     add_run = classifier.buckets.add_run
+    add_repeat = classifier.buckets.add_repeat
     attempts = 0
 
-    def add(second: int, keys: list[RunKey]) -> None:
+    def add(_last: int, repeat: tuple[int, list[RunKey], int]) -> None:
         nonlocal attempts
-        attempts += len(keys)
-        add_run(second, keys)
+        first, keys, count = repeat
+        attempts += len(keys) * count
+        if count == 1:
+            add_run(first, keys)
+        else:
+            add_repeat(first, keys, count)
 
     def found(out: Finalized) -> None:
         for signal in out.signals:
@@ -512,7 +698,10 @@ def replay(
                 on_signal(signal)
             incidents.take(signal)
 
-    drive(LineReader(classifier.check).runs(lines), add, classifier, found)
+    repeats = LineReader(classifier.check).repeats(chunks)
+    # drive() advances to the latest second an item covers: a repeat's last one.
+    items = ((r[0] + r[2] - 1, r) for r in repeats)
+    drive(items, add, classifier, found)
     return ReplayResult.of(classifier, incidents.found(), attempts)
 
 

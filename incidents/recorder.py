@@ -218,14 +218,14 @@ class Recorder:
 
 
 def replay_into_store(
-    lines: Iterable[bytes],
+    chunks: Iterable[bytes],
     loaded: LoadedConfig,
     store: IncidentStore,
     *,
     horizon: int,
     samples_per_second: int | None = None,
 ) -> ReplayResult:
-    """Replay an attempt log through the classifier into ``store``, resuming where it stopped.
+    """Replay an attempt log (chunks of whole lines) into ``store``, resuming where it stopped.
 
     The result is what ``classifier.replay.replay`` reports, for the seconds judged by
     this run. Events are stamped as recorded at their detection time (``source`` replay),
@@ -270,7 +270,7 @@ def replay_into_store(
             store.commit(recorder.take(classifier.snapshot()))
             since_commit = 0
 
-    drive(LineReader(classifier.check).attempts(lines), add, classifier, found)
+    drive(LineReader(classifier.check).attempts(chunks), add, classifier, found)
     store.commit(recorder.take(classifier.snapshot()))
     return ReplayResult.of(classifier, incidents.found(), attempts)
 

@@ -13,7 +13,7 @@ from classifier.engine import default_horizon
 from classifier.replay import (
     ReplayError,
     ReplayResult,
-    bounded_lines,
+    bounded_chunks,
     replay,
     result_json,
     result_text,
@@ -80,23 +80,23 @@ def _open(path: str) -> Iterator[BinaryIO]:
 
 
 def _replay_into(
-    lines: Iterable[bytes], loaded: LoadedConfig, path: str, horizon: int
+    chunks: Iterable[bytes], loaded: LoadedConfig, path: str, horizon: int
 ) -> tuple[ReplayResult, dict[str, dict[str, Any]]]:
     try:
         with SqliteStore(path) as store:
-            result = replay_into_store(lines, loaded, store, horizon=horizon)
+            result = replay_into_store(chunks, loaded, store, horizon=horizon)
             return result, replay_clocks(store, result.incidents, _end(result))
     except StoreError as exc:
         raise InputError(str(exc)) from None
 
 
 def _replay_in_memory(
-    lines: Iterable[bytes], loaded: LoadedConfig, horizon: int
+    chunks: Iterable[bytes], loaded: LoadedConfig, horizon: int
 ) -> tuple[ReplayResult, dict[str, dict[str, Any]]]:
     """The fast replay; its signals become incident events too, for their SLA clocks."""
     recorder = Recorder.from_config(loaded, source="replay", samples_per_second=0)
     result = replay(
-        lines, loaded.config, loaded.catalog, horizon=horizon, on_signal=recorder.signal
+        chunks, loaded.config, loaded.catalog, horizon=horizon, on_signal=recorder.signal
     )
     store = MemoryStore()
     store.commit(recorder.take())
@@ -115,12 +115,12 @@ def run_replay(args: argparse.Namespace) -> int:
     name = "<stdin>" if args.attempts == STDIN else args.attempts
     with _open(args.attempts) as handle:
         # read1: what is there (a pipe need not fill a whole block before replay starts).
-        lines = bounded_lines(getattr(handle, "read1", handle.read))
+        chunks = bounded_chunks(getattr(handle, "read1", handle.read))
         try:
             if args.store is None:
-                result, clocks = _replay_in_memory(lines, loaded, horizon)
+                result, clocks = _replay_in_memory(chunks, loaded, horizon)
             else:
-                result, clocks = _replay_into(lines, loaded, args.store, horizon)
+                result, clocks = _replay_into(chunks, loaded, args.store, horizon)
         except ReplayError as exc:
             raise InputError(f"{name}:{exc.line}: {exc.message}") from None
         except OSError as exc:

@@ -6,6 +6,7 @@ import json
 import math
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 from unittest import mock
@@ -23,6 +24,7 @@ from classifier.verdict import OUTCOME_INDEX, Verdict
 from config import Config, load_catalog
 from probe.attempt import Attempt
 from tests.classifier.classifier_timelines import HORIZON, attempts, config, run
+from tests.classifier.classifier_timelines import lines as timeline_lines
 from tests.support.timeline import CHARS, T0
 
 VERDICT_LIST = list(Verdict)
@@ -281,3 +283,194 @@ def test_fast_reader_agrees_over_a_log(records: list[dict[str, Any]], max_keys: 
     canonical = [json.dumps(r).encode() + b"\n" for r in records]
     compact = [json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records]
     assert _runs(canonical, max_keys) == _runs(compact, max_keys)
+
+
+def _cut(lines_: list[bytes], rng: random.Random) -> list[bytes]:
+    """The lines joined into chunks of whole lines, cut at random (as bounded_chunks reads)."""
+    chunks: list[bytes] = []
+    at = 0
+    while at < len(lines_):
+        size = rng.choice([1, 2, 3, 7, 50, len(lines_)])
+        chunks.append(b"".join(lines_[at : at + size]))
+        at += size
+    return chunks
+
+
+@settings(max_examples=80, deadline=None)
+@given(svc=timelines(), other=timelines(), seed=st.integers(0, 2**32), spread=st.integers(0, 3))
+def test_replay_in_chunks_equals_line_by_line(
+    svc: dict[str, str], other: dict[str, str], seed: int, spread: int
+) -> None:
+    """Whole chunks (alike seconds found by their bytes, taken as repeats) give what lines give."""
+    rng = random.Random(seed)  # noqa: S311  (a reproducible shuffle, not a secret)
+    items = attempts(svc) + attempts(other, service="other", start=T0 + rng.randrange(30))
+    items.sort(key=lambda a: a.started_at + rng.uniform(0, spread))
+    by_line = timeline_lines(items)
+    expected, expected_signals = _replay(by_line)
+    for chunks in ([b"".join(by_line)], _cut(by_line, rng)):
+        result, signals = _replay(chunks)
+        assert (result, signals) == (expected, expected_signals)
+
+
+def _replay(chunks: list[bytes]) -> tuple[object, list[IncidentSignal]]:
+    signals: list[IncidentSignal] = []
+    result = replay_module.replay(
+        chunks, SMALL, load_catalog(), horizon=HORIZON, on_signal=signals.append
+    )
+    return result, signals
+
+
+# A steady log: stretches of alike seconds (each second one to three lines, the stamp the
+# only change), across a minute's and a day's end, with lines that break the pattern.
+_PATTERN = st.lists(
+    st.tuples(
+        st.sampled_from(["api", "smtp"]),
+        st.sampled_from(["t", "u"]),
+        st.sampled_from(["ok", "timeout"]),
+        st.sampled_from([".25", ".5", ""]),
+    ),
+    min_size=1,
+    max_size=3,
+)
+_STRETCHES = st.lists(st.tuples(st.integers(1, 40), _PATTERN), min_size=1, max_size=6)
+_BREAKS = st.lists(
+    st.tuples(
+        st.integers(0, 400),
+        st.sampled_from(["blank", "compact", "late", "ahead", "bad", "repeat", "stamp"]),
+    ),
+    max_size=3,
+)
+
+
+def _steady(
+    stretches: list[tuple[int, list[tuple[str, str, str, str]]]], start: int
+) -> list[bytes]:
+    out: list[bytes] = []
+    second = start
+    for length, pattern in stretches:
+        for _ in range(length):
+            stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            for channel, target, outcome, fraction in pattern:
+                record = {
+                    "service": "svc",
+                    "channel": channel,
+                    "target": target,
+                    "prober": "p1",
+                    "started_at": f"{stamp}{fraction}Z",
+                    "outcome": outcome,
+                    "duration_s": 0.05,
+                }
+                out.append(json.dumps(record).encode() + b"\n")
+            second += 1
+    return out
+
+
+def _break(lines_: list[bytes], steady: list[bytes], at: int, kind: str) -> None:
+    """Insert a line of ``kind`` at ``at``, made from the steady line nearest to it."""
+    at = min(at, len(lines_))
+    if kind == "blank":
+        lines_.insert(at, b"\n")
+        return
+    record = json.loads(steady[min(at, len(steady) - 1)])
+    stamp = record["started_at"]
+    second = math.floor(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+    moved = {"late": -3, "ahead": 5, "repeat": 0, "stamp": 1}.get(kind, 0)
+    record["started_at"] = datetime.fromtimestamp(second + moved, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.75Z"
+    )
+    if kind == "compact":
+        lines_.insert(at, json.dumps(record, separators=(",", ":")).encode() + b"\n")
+    elif kind == "bad":
+        lines_.insert(at, json.dumps(record).encode()[:-9] + b"\n")
+    else:
+        lines_.insert(at, json.dumps(record).encode() + b"\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stretches=_STRETCHES,
+    breaks=_BREAKS,
+    before_midnight=st.integers(0, 130),
+    seed=st.integers(0, 2**32),
+)
+def test_reader_in_chunks_agrees_on_steady_logs(
+    stretches: list[tuple[int, list[tuple[str, str, str, str]]]],
+    breaks: list[tuple[int, str]],
+    before_midnight: int,
+    seed: int,
+) -> None:
+    """Runs and repeats read from chunks equal those read line by line, errors included."""
+    midnight = T0 - T0 % 86400 + 86400
+    steady = _steady(stretches, midnight - before_midnight)
+    lines_ = list(steady)
+    for at, kind in breaks:
+        _break(lines_, steady, at, kind)
+    rng = random.Random(seed)  # noqa: S311  (reproducible cuts, not a secret)
+    expected = _runs(lines_, 4096)
+    for chunks in ([b"".join(lines_)], _cut(lines_, rng)):
+        assert _runs(chunks, 4096) == expected
+        assert _repeats_ok(chunks)
+    result, signals = _replay(lines_) if not isinstance(expected, str) else (None, [])
+    if result is not None:
+        assert _replay([b"".join(lines_)]) == (result, signals)
+
+
+def _repeats_ok(chunks: list[bytes]) -> bool:
+    """Every second of a repeat is later than any second before it."""
+    reader = LineReader(Classifier(SMALL.services, load_catalog(), horizon=1).check)
+    latest = -1
+    try:
+        for first, _, count in reader.repeats(chunks):
+            if count > 1 and first <= latest:
+                return False
+            latest = max(latest, first + count - 1)
+    except ReplayError:
+        pass
+    return True
+
+
+def test_a_repeat_takes_attempts_that_join_its_seconds() -> None:
+    """Attempts added into a repeat's seconds (by ``add`` or ``add_run``) are judged with it."""
+    items = attempts({"api": "40."})
+    late = attempts({"api": "1x"}, start=T0 + 15) + attempts({"api": "1x"}, start=T0 + 30)
+    keys = [(a.service, a.channel.value, a.prober, OUTCOME_INDEX[a.outcome]) for a in items[:2]]
+    plain = Classifier(SMALL.services, load_catalog(), horizon=HORIZON)
+    for item in items + late:
+        plain.add(item)
+    expected = plain.advance(T0 + 39).signals + plain.finish().signals
+
+    held = held_classifier()
+    held.check("svc", items[0].channel)
+    held.buckets.add_repeat(T0, list(keys), 20)
+    held.buckets.add_repeat(T0 + 20, list(keys), 20)
+    assert len(held.buckets) == 40
+    with pytest.raises(ValueError, match="after every second"):
+        held.buckets.add_repeat(T0 + 39, list(keys), 2)
+    held.add(late[0])
+    late_keys = [(a.service, a.channel.value, a.prober, OUTCOME_INDEX[a.outcome]) for a in late]
+    held.buckets.add_run(T0 + 15, late_keys[1:2])
+    held.buckets.add_run(T0 + 30, late_keys[2:])
+    signals = held.advance(T0 + 39).signals + held.finish().signals
+    assert {name: held.totals(name) for name in held.services} == {
+        name: plain.totals(name) for name in plain.services
+    }
+    assert signals == expected
+
+
+def test_a_repeat_after_a_silence() -> None:
+    """Seconds with no attempt before a repeat are judged no_data, as one run."""
+    items = attempts({"api": "5."}) + attempts({"api": "30."}, start=T0 + 100)
+    keys = [(a.service, a.channel.value, a.prober, OUTCOME_INDEX[a.outcome]) for a in items[:2]]
+    plain = Classifier(SMALL.services, load_catalog(), horizon=HORIZON)
+    for item in items:
+        plain.add(item)
+    plain.finish()
+    held = held_classifier()
+    held.check("svc", items[0].channel)
+    held.buckets.add_repeat(T0, list(keys), 5)
+    held.advance(T0 + 4)
+    held.buckets.add_repeat(T0 + 100, list(keys), 30)
+    held.advance(T0 + 129)
+    held.finish()
+    assert held.totals("svc") == plain.totals("svc")
+    assert held.totals("svc")["combined"]["no_data"] == 95

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from classifier.buckets import SecondBuckets
 from classifier.engine import Classifier
 from classifier.machine import ServiceMachine, Thresholds
-from classifier.replay import LineReader, ReplayError, bounded_lines, replay
+from classifier.replay import LineReader, ReplayError, bounded_chunks, chunk_lines, replay
 from classifier.verdict import Verdict
 from config import load_catalog, load_config_text
 from config.model import ClassifierConfig
@@ -299,7 +299,7 @@ def _readline_lines(data: bytes, limit: int) -> tuple[list[bytes], str | None]:
 def _block_lines(data: bytes, limit: int, block: int) -> tuple[list[bytes], str | None]:
     lines: list[bytes] = []
     try:
-        for line in bounded_lines(io.BytesIO(data).read, limit, block):
+        for line in chunk_lines(bounded_chunks(io.BytesIO(data).read, limit, block)):
             lines.append(line)
     except ReplayError as exc:
         return lines, str(exc)
