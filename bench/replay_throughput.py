@@ -4,13 +4,19 @@ Writes the attempt log to a temporary directory, replays it in a child process (
 times) and reports attempts per second (wall and CPU) and the child's peak resident memory
 for each run, then the best and the median run by wall time.
 
-    python bench/replay_throughput.py [--days 30] [--runs 3] [--keep DIR]
+``--log steady`` (the default) writes every attempt with the same duration, so a steady
+hour is the same lines with the stamp changing; ``--log varied`` gives each attempt its own
+duration and lets the two channels finish in either order within a second, as a live
+prober's log is written: no two seconds are alike byte for byte.
+
+    python bench/replay_throughput.py [--days 30] [--runs 3] [--log steady|varied] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
 import statistics
 import subprocess
@@ -43,9 +49,10 @@ def outcome(second: int, channel: str) -> str:
     return "ok"
 
 
-def generate(path: Path, days: int) -> int:
+def generate(path: Path, days: int, varied: bool = False) -> int:
     """Write the log in the canonical form ``slawatch probe`` writes; return the line count."""
     count = 0
+    rng = random.Random(1)  # noqa: S311  (a reproducible log, not a secret)
     with open(path, "w", encoding="utf-8", buffering=1 << 20) as out:
         for second in range(START, START + days * 86400):
             stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -58,9 +65,11 @@ def generate(path: Path, days: int) -> int:
                     "prober": "eu-1",
                     "started_at": f"{stamp}.{frac}Z",
                     "outcome": outcome(second, channel),
-                    "duration_s": 0.084213,
+                    "duration_s": round(rng.uniform(0.02, 0.4), 6) if varied else 0.084213,
                 }
                 lines.append(json.dumps(record))
+            if varied and rng.random() < 0.5:
+                lines.reverse()
             out.write("\n".join(lines) + "\n")
             count += 2
     return count
@@ -94,6 +103,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runs", type=int, default=1, help="replay the log this many times")
+    parser.add_argument("--log", choices=["steady", "varied"], default="steady")
     parser.add_argument("--keep", type=Path, help="write the log and config here and keep them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -102,7 +112,7 @@ def main() -> int:
         log, config = where / "attempts.jsonl", where / "slawatch.yaml"
         config.write_text(CONFIG, encoding="utf-8")
         print(f"generating {args.days} days of attempts ...", file=sys.stderr)
-        lines = generate(log, args.days)
+        lines = generate(log, args.days, varied=args.log == "varied")
         size = log.stat().st_size
         command = [
             sys.executable,
@@ -117,7 +127,12 @@ def main() -> int:
         for number in range(1, max(1, args.runs) + 1):
             print(f"replay run {number} ...", file=sys.stderr)
             runs.append(replay_once(command, lines))
-    summary: dict[str, Any] = {"days": args.days, "attempts": lines, "log_bytes": size}
+    summary: dict[str, Any] = {
+        "days": args.days,
+        "log": args.log,
+        "attempts": lines,
+        "log_bytes": size,
+    }
     if len(runs) == 1:
         summary.update(runs[0])
     else:

@@ -1,11 +1,12 @@
 """The scheduler: launches every probe ``rate`` times a second at fixed, wall-clock-aligned offsets.
 
-Each target gets one launch loop. Its launches fall at ``(k + h) / rate`` seconds of epoch
-time for whole ``k``, where ``h`` in [0, 1) is a stable hash of ``service/target``: aligned
-to absolute seconds (never ``sleep(1)`` in a loop, so no drift), evenly spaced when
-``rate`` > 1, and spread over the second across targets, so a thousand targets do not all
-start at the boundary. Each attempt runs in its own task: attempts overlap when they
-outlast their period (up to ``max_in_flight`` per target, default
+Each target gets one launch loop. Its launches fall at ``(k + 0.9 h) / rate`` seconds of
+epoch time for whole ``k``, where ``h`` in [0, 1) is a stable hash of ``service/target``:
+aligned to absolute seconds (never ``sleep(1)`` in a loop, so no drift), evenly spaced
+when ``rate`` > 1, and spread over the first nine tenths of the period across targets, so
+a thousand targets do not all start at the boundary and every launch has a tenth of a
+period of slack before its second ends. Each attempt runs in its own task: attempts
+overlap when they outlast their period (up to ``max_in_flight`` per target, default
 ``ceil(timeout * rate) + 1``), and a slow or hung target never delays another's launch.
 
 Every launch reports its lag (actual minus scheduled wall time) through ``on_launch``.
@@ -53,6 +54,8 @@ MISSED_DETAIL = {
 # Per lane and stall, attempts made for at most this many seconds of missed launches (the
 # latest); the count in ``MissedLaunches`` stays exact. A longer stall is the prober down.
 MISSED_RECORD_SECONDS = 30
+# The part of each period the launches are spread over (see launch_phase).
+LAUNCH_SPREAD = 0.9
 # A launch this late (seconds) is a catch-up launch, paced as the module docstring says.
 LATE_AFTER = 0.005
 CATCH_UP_BURST = 20
@@ -113,9 +116,19 @@ def missed_attempts(missed: MissedLaunches, prober: str) -> list[Attempt]:
 
 
 def launch_offset(service: str, target: str) -> float:
-    """The stable fraction of a period, in [0, 1), at which a target launches."""
+    """The stable fraction, in [0, 1), of a target's place among the launches of a period."""
     digest = hashlib.sha256(f"{service}/{target}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def launch_phase(service: str, target: str, period: float) -> float:
+    """When in each of its periods a target launches (seconds after the period's start).
+
+    The launches are spread over the first ``LAUNCH_SPREAD`` of the period, so every
+    launch has at least the rest of it before its second ends: a stall shorter than that
+    delays a launch but never costs one.
+    """
+    return launch_offset(service, target) * LAUNCH_SPREAD * period
 
 
 def default_max_in_flight(timeout: float, rate: float) -> int:
@@ -234,7 +247,7 @@ class Scheduler:
         lane = _Lane(
             probe=probe,
             period=period,
-            phase=launch_offset(probe.service, probe.target) * period,
+            phase=launch_phase(probe.service, probe.target, period),
             max_in_flight=probe.max_in_flight or default_max_in_flight(probe.timeout, probe.rate),
         )
         lane.task = asyncio.create_task(self._run(lane), name=f"launch {'/'.join(_key(probe))}")

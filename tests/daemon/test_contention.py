@@ -22,7 +22,7 @@ from classifier.verdict import Verdict
 from incidents.recorder import Recorder
 from probe.attempt import Attempt
 from probe.clock import SystemClock
-from probe.scheduler import MISSED_DETAIL, MISSED_PHASE, launch_offset
+from probe.scheduler import MISSED_DETAIL, MISSED_PHASE, launch_phase
 from slawatch.metrics import Metrics
 from slawatch.probing import Probing
 from slawatch.status import Health
@@ -75,7 +75,7 @@ def _sharing_a_core_with_a_busy_process() -> Iterator[None]:
 
 def _slot_second(record: Attempt) -> int:
     """The second of the launch slot a record belongs to (at most one period before it)."""
-    phase = launch_offset(record.service, record.target)
+    phase = launch_phase(record.service, record.target, 1.0)
     # The slots are k + phase (rate 1); a missed launch's record is stamped exactly at its
     # slot, which the subtraction may put a rounding error below k.
     return math.floor(record.started_at - phase + 1e-6)

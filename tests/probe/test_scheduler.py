@@ -24,6 +24,7 @@ from probe.scheduler import (
     Scheduler,
     default_max_in_flight,
     launch_offset,
+    launch_phase,
     missed_attempts,
 )
 
@@ -140,7 +141,7 @@ async def test_launches_on_exact_offsets(rate: float, seconds: int, launches: in
     await run_until(clock, START + seconds)
     await stop(scheduler, clock)
     period = 1 / rate
-    phase = launch_offset("svc", "t") * period
+    phase = launch_phase("svc", "t", period)
     first = math.ceil((START - phase) / period)
     expected = [(first + i) * period + phase for i in range(launches)]
     assert probe.starts == expected
@@ -161,7 +162,7 @@ async def test_targets_spread_over_the_second() -> None:
     await stop(scheduler, clock)
     offsets = {round(launch.scheduled % 1, 9) for launch in recorder.launches}
     assert len(offsets) == 20
-    assert sorted(launch_offset("svc", f"t{i}") for i in range(20)) == pytest.approx(
+    assert sorted(launch_phase("svc", f"t{i}", 1.0) for i in range(20)) == pytest.approx(
         sorted(launch.scheduled % 1 for launch in recorder.launches[:20]), abs=1e-6
     )
     per_second = [math.floor(launch.scheduled) for launch in recorder.launches]
@@ -223,7 +224,7 @@ async def test_missed_seconds_reported_after_a_stall() -> None:
     clock.advance(3.5)
     await run_until(clock, START + 8)
     await stop(scheduler, clock)
-    offset = launch_offset("svc", "t")
+    offset = launch_phase("svc", "t", 1.0)
     stall_end = START + 5.5
     assert len(recorder.missed) == 1
     missed = recorder.missed[0]
@@ -266,7 +267,7 @@ async def test_stop_lets_in_flight_attempts_finish() -> None:
     probe = ClockedProbe(clock, "t", duration=0.8, timeout=2.0)
     scheduler = recorder.scheduler(clock)
     scheduler.replace([probe])
-    await run_until(clock, START + 1 + launch_offset("svc", "t") + 0.1)
+    await run_until(clock, START + 1 + launch_phase("svc", "t", 1.0) + 0.1)
     assert scheduler.in_flight == 1
     await stop(scheduler, clock)
     assert len(probe.starts) == 2
@@ -356,6 +357,9 @@ def test_launch_offset_is_stable() -> None:
     assert launch_offset("svc", "t") != launch_offset("svc", "u")
     assert all(0 <= launch_offset("s", str(i)) < 1 for i in range(100))
     assert launch_offset("sparkpost", "account") == pytest.approx(0.92861, abs=1e-5)
+    # Every launch leaves a tenth of its period before its second ends.
+    assert all(0 <= launch_phase("s", str(i), 0.5) < 0.45 for i in range(100))
+    assert launch_phase("sparkpost", "account", 1.0) == pytest.approx(0.83575, abs=1e-5)
 
 
 async def test_catch_up_after_a_stall_is_paced_not_a_burst() -> None:
@@ -390,7 +394,9 @@ async def test_catch_up_after_a_stall_is_paced_not_a_burst() -> None:
     # Every launch stays in its second; those the pace pushed past it are counted.
     assert all(math.floor(x.scheduled + x.lag) == math.floor(x.scheduled) for x in passed_by)
     missed = sum(m.count for m in recorder.missed if m.first_second == stalled_second)
-    passed = sum(1 for p in probes if stalled_second + launch_offset("svc", p.target) < stall_end)
+    passed = sum(
+        1 for p in probes if stalled_second + launch_phase("svc", p.target, 1.0) < stall_end
+    )
     assert missed > 0
     assert len(passed_by) + missed == passed
     assert {m.reason for m in recorder.missed} == {"stalled"}
