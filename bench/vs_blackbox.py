@@ -12,6 +12,9 @@ over the window; memory is RSS at the end of it.
 - blackbox: ``prometheus-blackbox-exporter`` with an ``http_2xx`` module, scraped through
   ``/probe`` by a real Prometheus at ``scrape_interval: 1s`` (both on the prober's core;
   CPU is both); jitter is ``prometheus_target_interval_length_seconds`` p1/p99 minus 1 s.
+  ``--blackbox-cores all`` lets the two run on every core instead: at 1,000 targets one
+  core cannot hold them (their scrapes time out and the pipeline collapses), and CPU per
+  probe is only comparable when a pipeline keeps up.
 - aiohttp / uvloop: the Python floor, a plain loop (this file, ``--floor``) that GETs each
   target once a second at a fixed offset with aiohttp and reads the body, nothing else, on
   asyncio's loop or on uvloop; a slot more than a second late is skipped.
@@ -202,7 +205,7 @@ def run_blackbox(
     log = (folder / "blackbox.log").open("ab")
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with pinned(args.prober):
+        with pinned(args.prober if args.blackbox_cores == "prober" else None):
             exporter = subprocess.Popen(
                 [
                     args.blackbox,
@@ -309,6 +312,12 @@ def main() -> None:
         default=shutil.which("prometheus-blackbox-exporter") or "prometheus-blackbox-exporter",
     )
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
+    parser.add_argument(
+        "--blackbox-cores",
+        choices=["prober", "all"],
+        default="prober",
+        help="where blackbox_exporter and Prometheus run: the prober's core (default) or all",
+    )
     parser.add_argument("--floor", choices=["aiohttp", "uvloop"], help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -131,6 +131,16 @@ def launch_phase(service: str, target: str, period: float) -> float:
     return launch_offset(service, target) * LAUNCH_SPREAD * period
 
 
+def slot_free_lead(rates: Iterable[float]) -> float:
+    """A time before each second's start at which no launch slot of these rates falls.
+
+    Launches leave the last ``1 - LAUNCH_SPREAD`` of every period free; this is half of
+    that for the fastest rate, so a change of the launched targets made this long before a
+    second takes effect exactly at it.
+    """
+    return (1 - LAUNCH_SPREAD) / 2 / max(rates, default=1.0)
+
+
 def default_max_in_flight(timeout: float, rate: float) -> int:
     """Enough room for every attempt that can still be running, plus one."""
     return math.ceil(timeout * rate) + 1

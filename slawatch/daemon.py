@@ -259,9 +259,9 @@ class Daemon:
             fleet = self.fleet
             found = await self.writer.run(fleet.step, fleet.cut(now))
             self._judge(found, now, recorded=True)
-            if fleet.reassigned:
+            if fleet.reassigned and fleet.assignment is not None:
                 fleet.reassigned = False
-                self.probing.shard(fleet.owns)
+                self.probing.shard(fleet.owns, fleet.assignment.effective_second)
             # Beyond max_clock_offset the finalizer sets this prober's attempts aside.
             self.follower.queue(
                 self.follower.rules.prober_health(

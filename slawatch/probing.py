@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from probe.attempt import Attempt
 from probe.base import CONTROL_SERVICE, ProbeContext
 from probe.clock import Clock
 from probe.registry import build_probes, probe_context
-from probe.scheduler import Launch, MissedLaunches, Scheduler, missed_attempts
+from probe.scheduler import Launch, MissedLaunches, Scheduler, missed_attempts, slot_free_lead
 from slawatch.metrics import Metrics
 from slawatch.status import Health
 
@@ -40,6 +41,8 @@ class Probing:
         self._contexts: list[ProbeContext] = []
         # In a sharded fleet group: whether this member probes a (service, channel, target).
         self._owned: Callable[[str, str, str], bool] | None = None
+        # A switch of shards waiting for its second (``shard``).
+        self._switching: asyncio.Future[None] | None = None
         # Missed launches not yet logged: by reason, which targets, from which second.
         self._missed_pending: dict[str, int] = {}
         self._missed_targets: set[tuple[str, str]] = set()
@@ -74,13 +77,40 @@ class Probing:
             ]
         self.scheduler.replace(probes)
 
-    def shard(self, owned: Callable[[str, str, str], bool]) -> None:
-        """Probe only the targets ``owned`` says this member probes (control checks always)."""
+    def shard(self, owned: Callable[[str, str, str], bool], at_second: int | None = None) -> None:
+        """Probe only the targets ``owned`` says this member probes (control checks always).
+
+        With ``at_second``, from that second on: the switch is made just before it starts,
+        where no launch slot falls (see ``launch_phase``), so the targets this member
+        gives up make their last launch in the second before it and the ones it takes
+        their first in it, as the other members switch at the same second.
+        """
+        if self._switching is not None:
+            self._switching.cancel()
+            self._switching = None
+        if at_second is not None:
+            config = self._loaded.config
+            # Control checks launch once a second.
+            rates = [t.rate for s in config.services for t in s.api]
+            rates += [t.rate for s in config.services for t in s.smtp] + [1.0]
+            at = at_second - slot_free_lead(rates)
+            if at > self._clock.time():
+                self._switching = asyncio.ensure_future(self._shard_at(owned, at))
+                return
+        self._owned = owned
+        self.reconfigure(self._loaded)
+
+    async def _shard_at(self, owned: Callable[[str, str, str], bool], at: float) -> None:
+        await self._clock.sleep_until(at)
+        self._switching = None
         self._owned = owned
         self.reconfigure(self._loaded)
 
     async def stop(self) -> None:
         """Stop launching, let attempts in flight finish, then close every probe context."""
+        if self._switching is not None:
+            self._switching.cancel()
+            self._switching = None
         await self.scheduler.stop()
         self.log_missed()
         for context in self._contexts:

@@ -26,6 +26,7 @@ from probe.scheduler import (
     launch_offset,
     launch_phase,
     missed_attempts,
+    slot_free_lead,
 )
 
 START = 1_790_000_000.0
@@ -453,3 +454,29 @@ async def test_attempt_whose_task_starts_after_its_second_is_missed() -> None:
     assert [(m.reason, m.count, m.first_second) for m in recorder.missed] == [
         ("stalled", 1, math.floor(slot))
     ]
+
+
+@pytest.mark.parametrize("rate", [pytest.param(1.0, id="rate-1"), pytest.param(4.0, id="rate-4")])
+async def test_a_switch_just_before_a_second_takes_effect_exactly_at_it(rate: float) -> None:
+    """Targets replaced slot_free_lead() before a second: the old ones' last launch is in the
+    second before, the new ones' first in that second (no slot falls in between)."""
+    clock = ManualClock(START)
+    recorder = Recorder()
+    scheduler = recorder.scheduler(clock)
+    old = [ClockedProbe(clock, f"old{i}", rate=rate) for i in range(40)]
+    new = [ClockedProbe(clock, f"new{i}", rate=rate) for i in range(40)]
+    scheduler.replace(old)
+    switch = int(START) + 3
+    await run_until(clock, switch - slot_free_lead([rate]))
+    scheduler.replace(new)
+    await run_until(clock, switch + 2)
+    await stop(scheduler, clock)
+    seconds = {
+        name: {math.floor(x.scheduled) for x in recorder.launches if x.target.startswith(name)}
+        for name in ("old", "new")
+    }
+    assert max(seconds["old"]) == switch - 1
+    assert min(seconds["new"]) == switch
+    # Every target launched in every second on its side of the switch.
+    assert len([x for x in recorder.launches if math.floor(x.scheduled) == switch - 1]) == 40 * rate
+    assert len([x for x in recorder.launches if math.floor(x.scheduled) == switch]) == 40 * rate
