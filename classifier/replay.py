@@ -356,15 +356,13 @@ class LineReader:
             if count:
                 yield first, alike, count
             raise
-        if run:
-            if growing and run_second == first + count and run == alike:
-                count += 1
-            else:
-                if count:
-                    yield first, alike, count
-                first, alike, count = run_second, run, 1
+        # The last run ends the input: it joins the stretch, or follows it.
+        if run and growing and run_second == first + count and run == alike:
+            count, run = count + 1, []
         if count:
             yield first, alike, count
+        if run:
+            yield run_second, run, 1
 
     def _fast(self, head: bytes, rest: bytes, number: int) -> tuple[RunKey, int] | None:
         """The key and second of a canonical line split at its STAMP; None if not canonical."""
