@@ -181,26 +181,33 @@ async def test_ingested_traffic_is_logged_with_its_source_and_redacted(tmp_path:
 
 @pytest.mark.slow
 def test_slawatch_run_writes_a_log_replay_reads(tmp_path: Path) -> None:
-    """`slawatch run --attempt-log`: both channels logged, flushed on SIGTERM, replayed as is."""
+    """`slawatch run --attempt-log`: both channels logged, reopened on SIGHUP, flushed on SIGTERM,
+    replayed as is."""
     with provider_thread() as provider:
         port = free_port()
         write_config(tmp_path, daemon_config(provider, port))
         daemon = Daemon(tmp_path, port, env=TOKEN_ENV, args=("--attempt-log", "attempts.jsonl"))
         daemon.start()
+        log, rotated = tmp_path / "attempts.jsonl", tmp_path / "attempts.jsonl.1"
         try:
-            wait_for(lambda: (tmp_path / "attempts.jsonl").stat().st_size, 10, "a first write")
-            time.sleep(2)
+            wait_for(lambda: log.stat().st_size, 10, "a first write")
+            time.sleep(1)
+            # As logrotate does: move the file, then SIGHUP; the next write makes a new one.
+            log.rename(rotated)
             daemon.signal(signal.SIGHUP)
+            wait_for(log.exists, 5, "the log reopened")
             time.sleep(1)
             stopped_at = time.time()  # noqa: TID251  (the daemon runs on real time)
         finally:
             assert daemon.stop() == 0
-    records = [json.loads(x) for x in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    text = rotated.read_text() + log.read_text()
+    (tmp_path / "both.jsonl").write_text(text)
+    records = [json.loads(x) for x in text.splitlines()]
     assert {(r["channel"], r["outcome"]) for r in records} == {("api", "ok"), ("smtp", "ok")}
     # Launched up to the stop, every one of them written by the last flush.
     assert max(parse_time(r["started_at"]) for r in records) > stopped_at - 1.5
     done = run_slawatch(
-        "replay", "--config", "slawatch.yaml", "attempts.jsonl", cwd=tmp_path, env=TOKEN_ENV
+        "replay", "--config", "slawatch.yaml", "both.jsonl", cwd=tmp_path, env=TOKEN_ENV
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
