@@ -1,4 +1,5 @@
-# slawatch container: the locked runtime dependencies, then the wheel, run as non-root.
+# slawatch container: the locked runtime dependencies (the PostgreSQL extra included, so a
+# fleet member runs from it), then the wheel, run as non-root.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./

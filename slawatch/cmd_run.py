@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -32,6 +33,13 @@ def register(subparsers: Any) -> None:
         default="auto",
         help="auto: uvloop where installed (the default), else asyncio's own loop",
     )
+    run.add_argument(
+        "--attempt-log",
+        metavar="PATH",
+        type=Path,
+        help="append every attempt the daemon judges (probes and ingested traffic) to PATH "
+        "as JSON Lines, the input of 'replay'; written once a second, reopened on SIGHUP",
+    )
     run.set_defaults(func=run_daemon)
 
 
@@ -40,7 +48,14 @@ def run_daemon(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     # A signing key that cannot be read fails at start-up, not at the first bundle.
     load_signer(loaded)
-    daemon = build(loaded, clock=SystemClock(), registry=CollectorRegistry())
+    try:
+        daemon = build(
+            loaded, clock=SystemClock(), registry=CollectorRegistry(), attempt_log=args.attempt_log
+        )
+    except OSError as exc:
+        raise InputError(
+            f"--attempt-log: cannot open {args.attempt_log}: {exc.strerror or exc}"
+        ) from None
     setup_logging(level=args.log_level, fmt=args.log_format, redactor=lambda: daemon.loaded.redact)
 
     try:

@@ -13,6 +13,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from probe.attempt import Attempt
 from probe.clock import Clock
 from probe.scheduler import MISSED_PHASE
 from slawatch import __version__
+from slawatch.attemptlog import AttemptLog
 from slawatch.follower import EventFollower
 from slawatch.metrics import Metrics
 from slawatch.probing import Probing
@@ -63,6 +65,7 @@ class Daemon:
         registry: CollectorRegistry,
         store: IncidentStore | None = None,
         on_signal: Callable[[IncidentSignal], object] | None = None,
+        attempt_log: Path | None = None,
     ) -> None:
         self.loaded = loaded
         self.clock = clock
@@ -72,6 +75,10 @@ class Daemon:
         self.health = Health(config_loaded=True)
         self.status = Board()
         self.writer = StoreWriter(self.health)
+        # Every pooled attempt as a replay line (--attempt-log); OSError if it cannot open.
+        self.attempt_log = (
+            None if attempt_log is None else AttemptLog(attempt_log, self.metrics.core)
+        )
         rules = NotifyRules(
             loaded.config.notify,
             base_url=loaded.config.server.base_url,
@@ -138,9 +145,13 @@ class Daemon:
         attempts and the traffic it ingested. UnknownServiceError for a service not judged.
         """
         if self.fleet is not None:
-            return self.fleet.add(attempt)
-        taken = self.classifier.add(attempt)
-        self.recorder.attempt(attempt)
+            taken = self.fleet.add(attempt)
+        else:
+            taken = self.classifier.add(attempt)
+            self.recorder.attempt(attempt)
+        # Late ones too: in the log's arrival order, a replay counts them late as well.
+        if self.attempt_log is not None:
+            self.attempt_log.add(attempt)
         return taken
 
     async def open_store(self) -> IncidentStore:
@@ -191,6 +202,9 @@ class Daemon:
             store = await self.open_store()
             if self._own_store:
                 resources.push_async_callback(self.writer.run, store.close)
+            if self.attempt_log is not None:
+                # Closed after the web: an ingestion request still answering is written too.
+                resources.push_async_callback(self.attempt_log.close)
             if web_app is not None:
                 resources.push_async_callback(await serve(web_app, self.loaded.config.server))
             targets = self.probing.start()
@@ -209,6 +223,8 @@ class Daemon:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._tick_loop())
                     group.create_task(self.notifier.run(self._outbox(store), stop=self._stop))
+                    if self.attempt_log is not None:
+                        group.create_task(self.attempt_log.run(self.clock, self._stop))
             finally:
                 await self._drain(store)
 
@@ -321,7 +337,12 @@ class Daemon:
         return incident
 
     def reload(self) -> bool:
-        """Re-read the config file; apply it if valid, else log the located error and keep going."""
+        """Re-read the config file; apply it if valid, else log the located error and keep going.
+
+        The attempt log is reopened either way (SIGHUP after logrotate moved it).
+        """
+        if self.attempt_log is not None:
+            self.attempt_log.reopen()
         try:
             loaded = load_config(self.loaded.source)
         except ConfigError as exc:
@@ -375,6 +396,18 @@ def build(
     registry: CollectorRegistry,
     store: IncidentStore | None = None,
     on_signal: Callable[[IncidentSignal], object] | None = None,
+    attempt_log: Path | None = None,
 ) -> Daemon:
-    """The one composition function: a daemon for ``loaded``, its clock and its registry."""
-    return Daemon(loaded, clock=clock, registry=registry, store=store, on_signal=on_signal)
+    """The one composition function: a daemon for ``loaded``, its clock and its registry.
+
+    ``attempt_log``: append every pooled attempt there as a replay line (OSError if it
+    cannot be opened).
+    """
+    return Daemon(
+        loaded,
+        clock=clock,
+        registry=registry,
+        store=store,
+        on_signal=on_signal,
+        attempt_log=attempt_log,
+    )

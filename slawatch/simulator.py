@@ -10,20 +10,29 @@ from aiohttp import web
 # What a failing provider answers: an internal service error on both channels.
 _SMTP_GREETING_OK = b"220 simulated.invalid ESMTP ready\r\n"
 _SMTP_GREETING_DOWN = b"421 4.3.2 Service not available, closing transmission channel\r\n"
+_SMTP_GREETING_THROTTLED = b"421 4.7.0 Too many connections, try again later\r\n"
+# What a down provider can make a probe see (``SimulatedProvider.fault``).
+FAULTS = ("server_error", "timeout", "rate_limited")
+# A "timeout" fault holds each call this long before closing it: past any probe timeout
+# the tests and the demo use, short enough that stopping the provider does not wait long.
+TIMEOUT_HOLD_S = 3.0
 _SMTP_LINE_LIMIT = 4096
 
 
 class SimulatedProvider:
     """An HTTP API (``GET /api/v1/account``) and an SMTP injection port on 127.0.0.1.
 
-    While healthy the API answers 200 and SMTP accepts every step of the dialogue; while
-    down the API answers 503 and SMTP greets with 421, both internal service errors by
-    the contract's definition.
+    While healthy the API answers 200 and SMTP accepts every step of the dialogue. While
+    down, ``fault`` says how it fails: ``server_error`` (the default: API 503, SMTP 421
+    4.3.2, internal service errors by the contract's definition), ``timeout`` (no answer
+    for ``TIMEOUT_HOLD_S``) or ``rate_limited`` (API 429, SMTP 421 4.7.0: not the
+    provider failing, by the contract).
     """
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self.healthy = True
+        self.fault = "server_error"
         self.http_port = 0
         self.smtp_port = 0
         self._runner: web.AppRunner | None = None
@@ -61,6 +70,10 @@ class SimulatedProvider:
     async def _account(self, _request: web.Request) -> web.Response:
         if self.healthy:
             return web.json_response({"results": {"customer_id": 1, "status": "active"}})
+        if self.fault == "timeout":
+            await asyncio.sleep(TIMEOUT_HOLD_S)
+        if self.fault == "rate_limited":
+            return web.json_response({"errors": [{"message": "too many requests"}]}, status=429)
         return web.json_response({"errors": [{"message": "service unavailable"}]}, status=503)
 
     async def _smtp_session(
@@ -82,7 +95,11 @@ class SimulatedProvider:
 
     async def _dialogue(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.healthy:
-            writer.write(_SMTP_GREETING_DOWN)
+            if self.fault == "timeout":
+                await asyncio.sleep(TIMEOUT_HOLD_S)
+                return
+            throttled = self.fault == "rate_limited"
+            writer.write(_SMTP_GREETING_THROTTLED if throttled else _SMTP_GREETING_DOWN)
             await writer.drain()
             return
         writer.write(_SMTP_GREETING_OK)

@@ -12,7 +12,7 @@ from tests.support.paths import ROOT
 
 
 def test_wheel_installs_into_fresh_venv(tmp_path: Path) -> None:
-    """The wheel carries the catalog and the example, and its console script runs."""
+    """The wheel carries the catalog and the example, its console script runs, psycopg loads."""
     dist = tmp_path / "dist"
     subprocess.run(
         [
@@ -72,3 +72,12 @@ def test_wheel_installs_into_fresh_venv(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "bird-email-enterprise" in catalog.stdout
+    # The locked set holds the PostgreSQL extra: the image can run as a fleet member.
+    driver = subprocess.run(
+        [python, "-c", "import psycopg; print(psycopg.pq.version() >= 150000)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert driver.stdout.strip() == "True"

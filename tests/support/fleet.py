@@ -46,9 +46,13 @@ def member_config(
     *,
     group: str | None = None,
     targets: int = 1,
+    classifier: Mapping[str, Any] | None = None,
     **cluster: Any,
 ) -> dict[str, Any]:
-    """One member's config: its own provider (location), the shared database, the sink."""
+    """One member's config: its own provider (location), the shared database, the sink.
+
+    ``classifier`` overrides keys of the short thresholds ``CLASSIFIER``.
+    """
     api = [{"name": "account", "url": provider.api_url, "timeout": "1s"}]
     api += [{"name": f"t{i}", "url": provider.api_url, "timeout": "1s"} for i in range(1, targets)]
     return {
@@ -60,7 +64,7 @@ def member_config(
             {
                 "name": "mail",
                 "sla": {"policy": "megaport", "calendar": "uk"},
-                "classifier": CLASSIFIER,
+                "classifier": {**CLASSIFIER, **(classifier or {})},
                 "api": api,
             }
         ],
@@ -122,9 +126,13 @@ class Fleet:
         """The lease's epoch now."""
         return int(self.sql("SELECT epoch FROM lease")[0][0])
 
-    def set_down(self, *locations: int) -> float:
-        """Make the providers of ``locations`` fail (all, when none is named); when it happened."""
+    def set_down(self, *locations: int, fault: str = "server_error") -> float:
+        """Make the providers of ``locations`` fail (all, when none is named); when it happened.
+
+        ``fault``: how they fail (one of ``slawatch.simulator.FAULTS``).
+        """
         for i in locations or range(len(self.providers)):
+            self.providers[i].fault = fault
             self.providers[i].healthy = False
         return time.time()  # noqa: TID251  (the processes under test run on real time)
 
@@ -221,13 +229,17 @@ def running_fleet(
     proxied: Iterable[int] = (),
     groups: Sequence[str] | None = None,
     targets: int = 1,
+    args: Sequence[str] = (),
+    classifier: Mapping[str, Any] | None = None,
     **cluster: Any,
 ) -> Iterator[Fleet]:
     """``count`` members on a fresh database, each with its own provider; stopped on exit.
 
     ``skews`` sets members' clocks off (member index → seconds ahead of the true time);
     the ``proxied`` members reach the database through a :class:`TcpProxy` each;
-    ``groups`` puts members in groups (default: each its own); ``targets`` per member.
+    ``groups`` puts members in groups (default: each its own); ``targets`` per member;
+    ``args``: more `slawatch run` options for every member (run in its own folder);
+    ``classifier`` overrides keys of ``CLASSIFIER`` for every member.
     """
     url = pg.new_database()
     with LoopThread() as thread:
@@ -247,18 +259,20 @@ def running_fleet(
             hook = f"http://127.0.0.1:{hook_port}/hook"
             group = None if groups is None else groups[len(members)]
             config = member_config(
-                provider, port, prober, member_url, hook, group=group, targets=targets, **cluster
-            )
+                provider, port, prober, member_url, hook,
+                group=group, targets=targets, classifier=classifier, **cluster,
+            )  # fmt: skip
             write_config(home, config)
             skew = (skews or {}).get(len(members))
             if skew is None:
-                members.append(Daemon(home, port))
+                members.append(Daemon(home, port, args=args))
             else:
                 members.append(
                     Daemon(
                         home,
                         port,
                         env={"PYTHONPATH": str(ROOT)},
+                        args=args,
                         module="tests.support.skewed_run",
                         module_args=[str(skew)],
                     )
