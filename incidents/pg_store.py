@@ -362,6 +362,12 @@ class PgStore:
                 )
                 incidents = cur.rowcount
                 cur.execute("DELETE FROM outbox WHERE done_at < %s", (now - keep_runs,))
+                # A fleet's rows: the probers' slices are the attempts (kept as samples
+                # are); the pooled seconds and late slices back the verdicts and their
+                # evidence (kept as runs are).
+                cur.execute("DELETE FROM prober_seconds WHERE second < %s", (now - keep_samples,))
+                cur.execute("DELETE FROM pooled_seconds WHERE second < %s", (now - keep_runs,))
+                cur.execute("DELETE FROM late_batches WHERE second < %s", (now - keep_runs,))
             return Pruned(runs=runs, samples=samples, incidents=incidents)
 
         return self._retry(run)

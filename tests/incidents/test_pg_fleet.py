@@ -301,3 +301,31 @@ def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
     spread = store.vantage(T0, T0 + 10, (T0, T0 + 2))["incident"]["probers_reporting"]
     assert spread == {"min": 1, "max": 2}
     assert store.vantage(T0, T0 + 10, (T0 + 5, T0 + 6))["incident"]["probers_reporting"] is None
+
+
+def test_retention_prunes_the_fleet_tables(db: tuple[str, Any]) -> None:
+    """Slices go with the samples' retention; pooled seconds and late slices with the runs'."""
+    _, store = db
+    fleet = _fleet(store, "p1")
+    fleet.publish([ProberSecond("p1", T0), ProberSecond("p1", T0 + 50)], LANES)
+    for second in (T0, T0 + 50):
+        _sql(
+            store,
+            "INSERT INTO pooled_seconds (second, epoch, reporting, set_aside, expected) "
+            "VALUES (%s, 1, '{p1}', '{}', '{p1}')",
+            (second,),
+        )
+        _sql(
+            store,
+            "INSERT INTO late_batches (second, prober, ingested_at, would_change) "
+            "VALUES (%s, 'p2', now(), false)",
+            (second,),
+        )
+    # Samples are kept 20 s, runs 80 s: at T0 + 60 the slice of T0 goes, its pooled second stays.
+    store.prune(T0 + 60, keep_runs=80, keep_samples=20)
+    assert _sql(store, "SELECT second FROM prober_seconds ORDER BY 1") == [(T0 + 50,)]
+    assert _sql(store, "SELECT second FROM pooled_seconds ORDER BY 1") == [(T0,), (T0 + 50,)]
+    store.prune(T0 + 100, keep_runs=80, keep_samples=20)
+    assert _sql(store, "SELECT second FROM prober_seconds") == []
+    assert _sql(store, "SELECT second FROM pooled_seconds") == [(T0 + 50,)]
+    assert _sql(store, "SELECT second FROM late_batches") == [(T0 + 50,)]
