@@ -65,9 +65,11 @@ def run_daemon(args: argparse.Namespace) -> int:
     tune_gc()
 
     async def main() -> None:
-        # SIGHUP reloads the config; SIGTERM and SIGINT stop gracefully.
+        # SIGHUP reloads the config; SIGTERM and SIGINT stop gracefully; SIGUSR1 hands a
+        # fleet's finalizer lease over (a planned failover).
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        loop.add_signal_handler(signal.SIGUSR1, daemon.request_hand_over)
         loop.add_signal_handler(signal.SIGTERM, daemon.stop)
         loop.add_signal_handler(signal.SIGINT, daemon.stop)
         await daemon.run(web_app=make_app(daemon), on_started=freeze_gc)

@@ -108,6 +108,7 @@ class Daemon:
         )
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._hand_over = False
         self._last_prune = -math.inf
         self.metrics.prepare(loaded.config)
         self.status.reconfigure(loaded.config)
@@ -241,6 +242,10 @@ class Daemon:
         """Ask the daemon to reload its config file at the next tick."""
         self._reload.set()
 
+    def request_hand_over(self) -> None:
+        """In a fleet, give the finalizer's lease up at the next tick (a planned handover)."""
+        self._hand_over = True
+
     async def _tick_loop(self) -> None:
         next_tick = math.floor(self.clock.time()) + 1 + TICK_OFFSET
         while not self._stop.is_set():
@@ -273,6 +278,9 @@ class Daemon:
         )
         if self.fleet is not None:
             fleet = self.fleet
+            if self._hand_over:
+                self._hand_over = False
+                await self.writer.run(fleet.hand_over)
             found = await self.writer.run(fleet.step, fleet.cut(now))
             self._judge(found, now, recorded=True)
             if fleet.reassigned and fleet.assignment is not None:

@@ -157,6 +157,12 @@ class FleetMember:
         # and whether it changed since the daemon last applied it.
         self.assignment: Assignment | None = None
         self.reassigned = False
+        # Whether the last step read the lease (the role is known), and as the holder how
+        # far the pooled seconds are behind now (None until the first pooled after taking it).
+        self.role_known = False
+        self.behind: float | None = None
+        # Until when this member stays a follower after a step-down (local time).
+        self._hold_until = -math.inf
 
     @classmethod
     def of(
@@ -311,12 +317,15 @@ class FleetMember:
         found = Finalized()
         cluster = self.loaded.config.cluster
         try:
-            epoch = self.fleet.acquire(cluster.lease_ttl)
+            held_off = self.local_time() < self._hold_until
+            epoch = None if held_off else self.fleet.acquire(cluster.lease_ttl)
             self.probers = self.fleet.probers(cluster.prober_timeout)
             lease = self.fleet.lease()
         except Exception as exc:  # noqa: BLE001  (the database is away: follow until back)
+            self.role_known = False
             self._step_down(f"cannot reach the lease: {exc}")
             return found
+        self.role_known = True
         self.lease_holder, self.lease_epoch = lease.holder, lease.epoch
         self._observe()
         if epoch is None:
@@ -343,10 +352,39 @@ class FleetMember:
             if prober.clock_offset_s is not None:
                 metrics.offset.labels(prober.id).set(prober.clock_offset_s)
 
+    @property
+    def ready(self) -> bool:
+        """Whether this member's role is settled: the lease read, and as its holder caught up.
+
+        Caught up: the pooled seconds at most as far behind as a second can wait to be
+        final (``horizon`` + ``grace``) and two more, the ticks between.
+        """
+        if not self.role_known:
+            return False
+        if self.epoch is None:
+            return True
+        limit = self.horizon + self.loaded.config.cluster.grace + 2
+        return self.behind is not None and self.behind <= limit
+
+    def hand_over(self) -> None:
+        """Give the lease up now and stay a follower for two lease lifetimes (SIGUSR1).
+
+        A planned handover (a rolling upgrade): another member takes the lease at its next
+        step, about a second, instead of after ``lease_ttl``.
+        """
+        self._hold_until = self.local_time() + 2 * self.loaded.config.cluster.lease_ttl
+        if self.epoch is not None:
+            try:
+                self.fleet.release(self.epoch)
+            except Exception as exc:  # noqa: BLE001  (it lapses by itself after lease_ttl)
+                log.warning("cannot release the lease", extra={"error": str(exc)})
+            self._step_down("handing the lease over")
+
     def _step_down(self, why: str) -> None:
         if self.epoch is not None:
             log.warning("stepping down as finalizer", extra={"epoch": self.epoch, "why": why})
         self.epoch = None
+        self.behind = None
         self._classifier = None
         self._recorder = None
         self.metrics.role.labels("leader").set(0)
@@ -427,7 +465,8 @@ class FleetMember:
             self.metrics.late.labels(record.prober).inc()
         if pooled:
             self._reporting(pooled[-1])
-            self.metrics.lag.set(now - (pooled[-1].second + 1))
+            self.behind = now - (pooled[-1].second + 1)
+            self.metrics.lag.set(self.behind)
 
     def _reassign(self, live: list[str], now: int) -> list[Assignment]:
         """New assignments for the groups whose live members changed, effective shortly."""

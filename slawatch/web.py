@@ -119,14 +119,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the config is loaded and the store is open and writable."""
-    health = request.app[DAEMON].health
+    """200 when the config is loaded, the store open and writable, and a fleet role settled."""
+    daemon = request.app[DAEMON]
+    health = daemon.health
     checks = {
         "config_loaded": health.config_loaded,
         "store_open": health.store_open,
         "store_writable": health.store_writable,
         "stopping": not health.stopping,
     }
+    if daemon.fleet is not None:
+        checks["cluster_role"] = daemon.fleet.ready
     ready = all(checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
     if health.store_error:

@@ -23,10 +23,20 @@ pytestmark = pytest.mark.slow
 
 
 def test_kill_the_finalizer_mid_outage(tmp_path: Path, postgres: PgCluster) -> None:
-    """kill -9 of the lease holder: another takes over within ttl + 2 s; no second lost or doubled."""
+    """A planned handover (SIGUSR1) takes about a second; then kill -9 of the lease holder:
+    another takes over within ttl + 2 s; no second lost or doubled."""
     with running_fleet(tmp_path, postgres) as fleet:
-        old = fleet.leader()
-        time.sleep(3)
+        first = fleet.leader()
+        # Every member is ready once its role is settled (the holder caught up).
+        for prober in fleet.ids:
+            ready = wait_for(lambda p=prober: fleet.member(p).get("/readyz")[0] == 200, 10, "ready")
+            assert ready
+        assert fleet.member(first).json("/readyz")["checks"]["cluster_role"] is True
+        fleet.member(first).signal(signal.SIGUSR1)
+        handed_at = now()
+        old = wait_for(lambda: (h := fleet.holder()) not in (None, first) and h, 5, "a handover")
+        assert now() - handed_at < TTL_S
+        time.sleep(2)
         fault_at = fleet.set_down()
         time.sleep(5)
         killed_at = now()
@@ -39,7 +49,10 @@ def test_kill_the_finalizer_mid_outage(tmp_path: Path, postgres: PgCluster) -> N
         fleet.check_invariants(fault_at)
         epochs = fleet.event_epochs()
         assert epochs == sorted(epochs)
-        assert epochs[-1] >= 2
+        assert epochs[-1] >= 3
+        assert "stepping down as finalizer" in [
+            r["message"] for r in fleet.member(first).log_lines()
+        ]
 
 
 def test_a_paused_finalizer_is_fenced(tmp_path: Path, postgres: PgCluster) -> None:
