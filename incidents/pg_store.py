@@ -199,6 +199,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN claimed_by text;
     ALTER TABLE outbox ADD COLUMN claimed_until double precision;
     """,
+    # 3 → 4: each prober-second row carries its sample failures (``ProberSecond.pack_samples``,
+    # bounded; NULL when it has none), so a fleet's evidence lists sampled attempts too.
+    """
+    ALTER TABLE prober_seconds ADD COLUMN samples bytea;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
