@@ -68,6 +68,19 @@ def _check_evidence(fleet: Fleet, incident_id: str) -> None:
     assert vantage["incident"]["locations_reporting"] == {"min": 3, "max": 3}
     # Members join one after another: the last runs of the window expect all three.
     assert vantage["seconds"][-1]["probers_expected"] == 3
+    # Every record says from how many probers its seconds were judged.
+    restored = fleet_second(bundle["incident"]["restored_at"])
+    spans = [
+        (r, fleet_second(r["second"]))
+        for r in bundle["records"]
+        if started <= fleet_second(r["second"]) < restored
+    ]
+    assert spans
+    assert {(r["probers_reporting"], r["probers_expected"]) for r, _ in spans} == {(3, 3)}
+    assert bundle["records"][-1]["probers_expected"] == 3
+    status, csv_text = member.get(f"/api/v1/incidents/{incident_id}/evidence?format=csv")
+    assert csv_text.decode().splitlines()[0].endswith(",probers_reporting,probers_expected,digest")
+    assert verify(csv_text.decode()).head == bundle["chain"]["head"]
     status, md = member.get(f"/api/v1/incidents/{incident_id}/evidence?format=md")
     text = md.decode()
     assert "**Seen from:** 3 locations and 3 probers in every second of the incident" in text

@@ -308,7 +308,8 @@ def test_an_enqueue_by_a_fenced_finalizer_writes_nothing(db: tuple[str, Any]) ->
 
 
 def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
-    """Runs of equal counts, the probers with their groups, and how many saw the incident."""
+    """Runs of equal counts (the records' columns), the probers with their groups, and how
+    many saw the incident."""
     _, store = db
     p1, p2 = _fleet(store, "p1"), _fleet(store, "p2")
     assert store.vantage(T0, T0 + 10, (T0, T0 + 10)) is None
@@ -320,6 +321,9 @@ def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
     ]
     p1.finalize(epoch, 3.0, batch=Batch(), pooled=pooled)
     del p2
+    assert store.vantage_seconds(T0, T0 + 10) == [(T0, T0, 1, 2), (T0 + 1, T0 + 2, 2, 2)]
+    assert store.vantage_seconds(T0 + 1, T0 + 1) == [(T0 + 1, T0 + 1, 2, 2)]
+    assert store.vantage_seconds(T0 + 5, T0 + 10) == []
     vantage = store.vantage(T0, T0 + 10, (T0 + 1, T0 + 2))
     assert vantage["probers"] == [{"id": "p1", "group": "eu"}, {"id": "p2", "group": "eu"}]
     assert [(r["probers_reporting"], r["probers_expected"]) for r in vantage["seconds"]] == [
