@@ -1011,16 +1011,23 @@ def _clock_rows(head: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]
     return rows
 
 
-def _sample_rows(listed: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+def _sample_rows(
+    listed: Sequence[Mapping[str, Any]], head: Mapping[str, Any]
+) -> list[tuple[str, ...]]:
+    """The listed samples as table rows; in a fleet each prober with its group (its location)."""
+    groups = {p["id"]: p["group"] for p in head.get("vantage", {}).get("probers", ())}
     rows: list[tuple[str, ...]] = []
     for sample in listed:
+        prober = sample["prober"] or "-"
+        if groups.get(prober):
+            prober = f"{prober} ({groups[prober]})"
         timings = ", ".join(f"{k} {v:.3f}s" for k, v in sample["timings"].items())
         rows.append(
             (
                 sample["started_at"],
                 sample["channel"],
                 sample["target"],
-                sample["prober"] or "-",
+                prober,
                 sample.get("source", "probe"),
                 sample["outcome"],
                 sample["detail"] or "-",
@@ -1169,7 +1176,7 @@ def _markdown(sealed: Sealed) -> str:
     else:
         lines.append(head["clocks_error"] or "No SLA clocks under this service's terms.")
     lines += ["", "## Sample failures", ""]
-    rows = _sample_rows(sealed.listed)
+    rows = _sample_rows(sealed.listed, sealed.head)
     if rows:
         lines += _md_table(_SAMPLE_HEAD, rows)
     else:
@@ -1291,7 +1298,7 @@ def _html(sealed: Sealed, timeline: _Timeline) -> str:
         if head["clocks"]
         else f"<p>{esc(head['clocks_error'] or 'No SLA clocks under these terms.')}</p>"
     )
-    samples = _sample_rows(sealed.listed)
+    samples = _sample_rows(sealed.listed, sealed.head)
     sample_html = (
         _html_table(_SAMPLE_HEAD, samples)
         if samples

@@ -85,7 +85,7 @@ def _check_evidence(fleet: Fleet, incident_id: str) -> None:
     text = md.decode()
     assert "**Seen from:** 3 locations and 3 probers in every second of the incident" in text
     assert "## Sample failures" in text
-    assert "| loc1 | probe |" in text
+    assert "| loc1 (loc1) | probe |" in text
 
 
 def fleet_second(text: str) -> int:
