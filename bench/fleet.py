@@ -9,10 +9,10 @@ probes themselves are not run: the figures are the fleet's database cost, not pr
     .venv/bin/python bench/fleet.py [--seconds 30] [--lanes 100] [--kills 5]
 
 Prints: database transactions and row writes per second, bytes per prober-second row
-(the packed counts and the whole row), the finalizer's lag p50/p99 (database time minus
-the end of the last pooled second, sampled each second), the failover time over
-``--kills`` kills of the holder (it stops stepping, as after ``kill -9``), and the rate
-at which a member publishes an hour of spooled seconds.
+(the packed counts, the sample failures as sent and as stored, and the whole row), the
+finalizer's lag p50/p99 (database time minus the end of the last pooled second, sampled
+each second), the failover time over ``--kills`` kills of the holder (it stops stepping,
+as after ``kill -9``), and the rate at which a member publishes an hour of spooled seconds.
 """
 
 from __future__ import annotations
@@ -35,16 +35,18 @@ if str(ROOT) not in sys.path:
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from classifier.pooling import ProberSecond  # noqa: E402
+from classifier.pooling import ProberSecond, Slicer  # noqa: E402
 from classifier.verdict import OUTCOME_INDEX, OUTCOMES  # noqa: E402
 from config import load_config_text  # noqa: E402
 from incidents.pg_store import PgStore  # noqa: E402
-from probe.attempt import Outcome  # noqa: E402
+from probe.attempt import Attempt, Outcome  # noqa: E402
 from slawatch.fleet import FleetMember  # noqa: E402
 from tests.support.postgres import pg_cluster  # noqa: E402
 
 TARGETS = 1000
 TTL = 3.0
+# Failing attempts a slice samples per lane (the default ``storage.attempts_per_second``).
+SAMPLES_PER_SECOND = 20
 # The fleet runs on real time, as `slawatch run` does; the benchmark reads it here only.
 wall = time.time  # noqa: TID251
 
@@ -67,16 +69,36 @@ def config_text(prober: str, url: str, lanes: int) -> str:
 
 
 def make_slice(member: FleetMember, second: int, rng: random.Random, fail: float) -> ProberSecond:
-    """One second of ``member``: every target attempted once, a share ``fail`` timing out."""
+    """One second of ``member``: every target attempted once, a share ``fail`` timing out.
+
+    The failures are sampled as a member's slicer samples them (classifier/pooling.py).
+    """
     per = TARGETS // len(member.lanes)
     counts = {}
+    slicer = Slicer(member.id, 0, second, samples_per_second=SAMPLES_PER_SECOND)
     for lane in member.lanes:
         row = [0] * len(OUTCOMES)
-        bad = sum(rng.random() < fail for _ in range(per))
-        row[OUTCOME_INDEX[Outcome.OK]] = per - bad
-        row[OUTCOME_INDEX[Outcome.TIMEOUT]] = bad
+        bad = [t for t in range(per) if rng.random() < fail]
+        row[OUTCOME_INDEX[Outcome.OK]] = per - len(bad)
+        row[OUTCOME_INDEX[Outcome.TIMEOUT]] = len(bad)
         counts[lane] = tuple(row)
-    return ProberSecond(member.id, second, counts, 1, 1)
+        for t in bad:
+            slicer.add(
+                Attempt(
+                    service=lane[0],
+                    channel=lane[1],
+                    target=f"t{t}",
+                    prober=member.id,
+                    started_at=second + rng.random(),
+                    duration_s=1.0,
+                    outcome=Outcome.TIMEOUT,
+                    phase="headers",
+                    detail="read timeout after 1.0s",
+                    timings={"connect": 0.0004, "tls": 0.0, "total": 1.0},
+                )
+            )
+    (sampled,) = slicer.take_through(second)
+    return ProberSecond(member.id, second, counts, 1, 1, samples=sampled.samples)
 
 
 def db_counters(store: PgStore) -> tuple[int, int]:
@@ -165,15 +187,20 @@ def main() -> None:  # noqa: PLR0915  (one linear benchmark script)
         tx1, rows1 = db_counters(members[0].store)
         sizes: list[Any] = members[0].store.transaction(
             lambda cur: cur.execute(
-                "SELECT avg(octet_length(counts)), avg(pg_column_size(s.*)) FROM prober_seconds s"
+                "SELECT avg(octet_length(counts)), avg(pg_column_size(s.*)), "
+                "avg(coalesce(octet_length(samples), 0)), "
+                "avg(coalesce(pg_column_size(samples), 0)), "
+                "avg(coalesce(json_array_length(convert_from(samples, 'UTF8')::json), 0)) "
+                "FROM prober_seconds s"
             ).fetchall()
         )
         print(f"lanes {args.lanes}, targets {TARGETS}, probers 3, {args.seconds} s steady")
         print(f"database transactions per second: {(tx1 - tx0) / elapsed:.1f}")
         print(f"database rows written per second: {(rows1 - rows0) / elapsed:.1f}")
+        counts_b, row_b, samples_b, stored_b, per_row = (float(x or 0) for x in sizes[0])
         print(
-            f"bytes per prober-second row: counts {float(sizes[0][0]):.0f}, "
-            f"whole row {float(sizes[0][1]):.0f}"
+            f"bytes per prober-second row: counts {counts_b:.0f}, samples {samples_b:.0f} "
+            f"({stored_b:.0f} stored, {per_row:.1f} failures sampled a row), whole row {row_b:.0f}"
         )
         print(
             f"member step ms: p50 {percentile(steps, 0.5) * 1000:.1f}, "

@@ -3,7 +3,8 @@
 A fleet judges a second on every attempt of every live prober, as the contract's "all such
 API calls" reads. Each prober cuts its own attempts into one :class:`ProberSecond` per
 second (its counts by lane and outcome and its control result), packed into a few bytes
-(:meth:`ProberSecond.pack`). The finalizer pools the slices of a second into one
+(:meth:`ProberSecond.pack`), with a bounded sample of its failing attempts
+(:meth:`ProberSecond.pack_samples`). The finalizer pools the slices of a second into one
 :class:`Bucket` (:func:`pool`) and hands it to the unchanged :class:`Classifier`: probers
 whose control failed are set aside by the classifier as for a single instance, and probers
 whose clock is off, or every prober when fewer than ``min_probers`` report, are set aside
@@ -18,14 +19,18 @@ Pure: no clock, no I/O; times are data.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import chain, zip_longest
+from typing import Any
 
 from classifier.buckets import Bucket, SecondBuckets
+from classifier.samples import Telling
 from classifier.verdict import OK_INDEX, OUTCOME_INDEX, OUTCOMES
 from config import Config
-from probe.attempt import TRAFFIC_PREFIX, Attempt, Channel, Outcome
+from probe.attempt import TRAFFIC_PREFIX, Attempt, Channel, Outcome, prober_source
 
 # A (service, channel) pair judged every second; its index in ``fleet_lanes`` is its number
 # in a packed slice, the same on every member (they share the judging digest).
@@ -34,6 +39,11 @@ PACK_VERSION = 1
 # The control outcome that marks a prober as set aside (any judged outcome other than ok).
 _FAILED_CONTROL = OUTCOME_INDEX[Outcome.TIMEOUT]
 _WIDTH = len(OUTCOMES)
+# A slice's sample failures stay small: at most this many in all (each lane keeps at most
+# ``storage.attempts_per_second``, as a single instance does), each detail and phase cut to
+# this many characters. A healthy second carries none.
+MAX_SLICE_SAMPLES = 100
+MAX_SAMPLE_TEXT = 200
 
 
 def fleet_lanes(config: Config) -> tuple[LaneKey, ...]:
@@ -65,7 +75,9 @@ class ProberSecond:
     member's traffic id, so it is judged as traffic, never set aside by the member's control.
     ``control_judged`` counts the control attempts judged (probe_error dropped) and
     ``control_ok`` those that succeeded; a prober with judged controls and no ok one had
-    its network down in that second.
+    its network down in that second. ``samples`` are its failing attempts of the second
+    (probes and traffic), bounded (:class:`Slicer`), in time order: the finalizer keeps
+    them as evidence for the seconds it judges anything but available.
     """
 
     prober: str
@@ -74,12 +86,19 @@ class ProberSecond:
     control_ok: int = 0
     control_judged: int = 0
     traffic: Mapping[LaneKey, tuple[int, ...]] = field(default_factory=dict)
+    samples: tuple[Attempt, ...] = ()
 
     @classmethod
-    def of_bucket(cls, prober: str, second: int, bucket: Bucket | None) -> ProberSecond:
+    def of_bucket(
+        cls,
+        prober: str,
+        second: int,
+        bucket: Bucket | None,
+        samples: Sequence[Attempt] = (),
+    ) -> ProberSecond:
         """The slice of ``bucket`` (one second's attempts) that ``prober`` made or ingested."""
         if bucket is None:
-            return cls(prober, second)
+            return cls(prober, second, samples=tuple(samples))
         counts = {
             key: tuple(by_prober[prober])
             for key, by_prober in bucket.attempts.items()
@@ -91,7 +110,7 @@ class ProberSecond:
             if ingested and any(map(any, ingested)):
                 traffic[key] = tuple(map(sum, zip(*ingested, strict=True)))
         ok, judged = bucket.control.get(prober, (0, 0))
-        return cls(prober, second, counts, ok, judged, traffic)
+        return cls(prober, second, counts, ok, judged, traffic, tuple(samples))
 
     @property
     def attempts(self) -> int:
@@ -130,6 +149,38 @@ class ProberSecond:
                     _varint(out, value)
         return bytes(out)
 
+    def pack_samples(self, lanes: Sequence[LaneKey]) -> bytes | None:
+        """The sample failures as compact JSON (None: there are none), times in microseconds.
+
+        One array per attempt: lane number, target, start within the second, duration,
+        outcome number, phase, detail, per-phase timings, and the prober id when it is not
+        the slice's (ingested traffic).
+        """
+        if not self.samples:
+            return None
+        number = {lane: i for i, lane in enumerate(lanes)}
+        rows: list[list[Any]] = []
+        for a in self.samples[:MAX_SLICE_SAMPLES]:
+            lane = number.get((a.service, a.channel))
+            if lane is None:
+                raise PackError(
+                    f"sample of a lane not in the configuration: {a.service}/{a.channel}"
+                )
+            row: list[Any] = [
+                lane,
+                a.target,
+                _micros(a.started_at - self.second),
+                _micros(a.duration_s),
+                OUTCOME_INDEX[a.outcome],
+                a.phase[:MAX_SAMPLE_TEXT],
+                a.detail[:MAX_SAMPLE_TEXT],
+                {k: _micros(v) for k, v in sorted(a.timings.items())},
+            ]
+            if a.prober != self.prober:
+                row.append(a.prober)
+            rows.append(row)
+        return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+
     @classmethod
     def unpack(
         cls,
@@ -140,8 +191,12 @@ class ProberSecond:
         *,
         control_ok: int = 0,
         control_judged: int = 0,
+        samples: bytes | None = None,
     ) -> ProberSecond:
-        """A slice from :meth:`pack`'s bytes; PackError if its lanes do not match ``lanes``."""
+        """A slice from :meth:`pack`'s (and :meth:`pack_samples`') bytes.
+
+        PackError if its lanes do not match ``lanes``.
+        """
         values = _varints(data)
         try:
             version, count = next(values), next(values)
@@ -176,7 +231,45 @@ class ProberSecond:
             if total:
                 counts[lanes[i]] = tuple(row)
         traffic = {lanes[i]: tuple(row) for i, row in sorted(ingested.items())}
-        return cls(prober, second, counts, control_ok, control_judged, traffic)
+        kept = () if samples is None else _unpack_samples(prober, second, samples, lanes)
+        return cls(prober, second, counts, control_ok, control_judged, traffic, kept)
+
+
+def _micros(seconds: float) -> int:
+    return max(0, round(seconds * 1_000_000))
+
+
+def _unpack_samples(
+    prober: str, second: int, data: bytes, lanes: Sequence[LaneKey]
+) -> tuple[Attempt, ...]:
+    """The attempts of :meth:`ProberSecond.pack_samples`; PackError if they do not fit ``lanes``."""
+    try:
+        rows = json.loads(data)
+        out = []
+        for row in rows:
+            lane, target, start, duration, outcome, phase, detail, timings = row[:8]
+            who = str(row[8]) if len(row) > 8 else prober
+            if not (0 <= lane < len(lanes) and 0 <= outcome < _WIDTH):
+                raise PackError(f"packed sample out of range: lane {lane}, outcome {outcome}")
+            service, channel = lanes[lane]
+            out.append(
+                Attempt(
+                    service=service,
+                    channel=channel,
+                    target=str(target),
+                    prober=who,
+                    started_at=second + start / 1_000_000,
+                    duration_s=duration / 1_000_000,
+                    outcome=OUTCOMES[outcome],
+                    phase=str(phase),
+                    detail=str(detail),
+                    timings={str(k): v / 1_000_000 for k, v in timings.items()},
+                    source=prober_source(who),
+                )
+            )
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise PackError(f"packed samples unreadable: {exc}") from None
+    return tuple(out)
 
 
 def _varint(out: bytearray, value: int) -> None:
@@ -206,12 +299,17 @@ class Slicer:
 
     A second is final for the prober ``horizon`` seconds after its end (every attempt
     launched in it has finished). Every second gets a slice, attempts or not, so the
-    prober's watermark has no holes.
+    prober's watermark has no holes. Each slice also carries the second's failing
+    attempts: per lane the ``samples_per_second`` most telling (the selection a single
+    instance keeps, ``classifier/samples.py``), at most ``MAX_SLICE_SAMPLES`` in all.
     """
 
-    def __init__(self, prober: str, horizon: int, start: int) -> None:
+    def __init__(self, prober: str, horizon: int, start: int, samples_per_second: int = 0) -> None:
         self.prober = prober
         self.buckets = SecondBuckets(horizon, start)
+        self.samples_per_second = samples_per_second
+        # Failing attempts of the open seconds: second → lane → the most telling ones.
+        self._samples: dict[int, dict[LaneKey, Telling]] = {}
 
     @property
     def next_second(self) -> int:
@@ -224,13 +322,24 @@ class Slicer:
     def add(self, attempt: Attempt) -> bool:
         """Count a finished attempt of this prober (or traffic it ingested); False if too late."""
         traffic = attempt.prober.startswith(TRAFFIC_PREFIX)
-        return self.buckets.add(
-            attempt.service,
-            attempt.channel,
-            attempt.prober if traffic else self.prober,
-            math.floor(attempt.started_at),
-            OUTCOME_INDEX[attempt.outcome],
+        prober = attempt.prober if traffic else self.prober
+        second = math.floor(attempt.started_at)
+        taken = self.buckets.add(
+            attempt.service, attempt.channel, prober, second, OUTCOME_INDEX[attempt.outcome]
         )
+        if (
+            taken
+            and attempt.outcome is not Outcome.OK
+            and attempt.channel is not Channel.CONTROL
+            and self.samples_per_second > 0
+        ):
+            lanes = self._samples.setdefault(second, {})
+            lane = (attempt.service, attempt.channel)
+            held = lanes.get(lane)
+            if held is None:
+                held = lanes[lane] = Telling(self.samples_per_second)
+            held.add(_bounded(attempt, prober))
+        return taken
 
     def take(self, now: float) -> list[ProberSecond]:
         """The slices of every second final at ``now`` not cut yet, in second order."""
@@ -240,8 +349,39 @@ class Slicer:
         """The slices of every second up to ``last`` (at shutdown: all launched attempts are in)."""
         out = []
         for second in range(self.next_second, last + 1):
-            out.append(ProberSecond.of_bucket(self.prober, second, self.buckets.pop(second)))
+            samples = _spread(self._samples.pop(second, {}))
+            out.append(
+                ProberSecond.of_bucket(self.prober, second, self.buckets.pop(second), samples)
+            )
         return out
+
+
+def _bounded(attempt: Attempt, prober: str) -> Attempt:
+    """A sample as a slice carries it: its prober's id, its texts cut to ``MAX_SAMPLE_TEXT``."""
+    if (
+        attempt.prober == prober
+        and len(attempt.detail) <= MAX_SAMPLE_TEXT
+        and len(attempt.phase) <= MAX_SAMPLE_TEXT
+    ):
+        return attempt
+    return replace(
+        attempt,
+        prober=prober,
+        detail=attempt.detail[:MAX_SAMPLE_TEXT],
+        phase=attempt.phase[:MAX_SAMPLE_TEXT],
+    )
+
+
+def _spread(lanes: Mapping[LaneKey, Telling]) -> list[Attempt]:
+    """At most ``MAX_SLICE_SAMPLES`` of the lanes' samples, taken in turn, in time order.
+
+    Each lane gives its most telling first, so a total outage of many lanes keeps some
+    evidence of every lane before it keeps more of any.
+    """
+    ranked = [held.ranked() for held in lanes.values()]
+    turns = chain.from_iterable(zip_longest(*ranked))
+    kept = [a for a in turns if a is not None][:MAX_SLICE_SAMPLES]
+    return sorted(kept, key=lambda a: a.started_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Evidence bundles (DESIGN.md §8): one incident's seconds, sealed whole, in four formats.
 
-A bundle (format ``slawatch-evidence/3``) is written streaming, in constant memory: its
+A bundle (format ``slawatch-evidence/4``) is written streaming, in constant memory: its
 small parts (incident header, definition, window, summary, clocks, events, provenance)
 first, then the sampled attempts and the records, read from the store a slice of the
 window at a time, then the ``chain`` and the ``seal``.
@@ -11,7 +11,10 @@ window at a time, then the ``chain`` and the ``seal``.
   always a record of its own. Each record carries
   ``digest = sha256(previous digest + canonical record)`` from ``GENESIS``; the canonical
   record is the JSON array of its values in ``RECORD_FIELDS`` order, so the CSV (the same
-  columns) verifies exactly like the JSON.
+  columns) verifies exactly like the JSON. ``probers_reporting`` and ``probers_expected``
+  say from how many vantage points each second was judged: a fleet's pooled counts
+  (``IncidentStore.vantage_seconds``), 1 and 1 for a single instance's monitored seconds,
+  empty where no second was pooled or monitored.
 - **The seal** holds the SHA-256 of every other part (its canonical JSON: sorted keys,
   no spaces, UTF-8), the chain's part included, which holds the record count and the
   head, and ``digest``, the SHA-256 of those part digests: the one value a ticket quotes.
@@ -20,8 +23,9 @@ window at a time, then the ``chain`` and the ``seal``.
 Seconds that no stored run covers (slawatch was not running: before its first second,
 after its last, or down in between) are ``unmonitored``, the report's notion
 (:func:`incidents.report.figures`); ``no_data`` stays what DESIGN §4 says, a monitored
-second without attempts. Format 1 bundles (records only chained, one per second) still
-verify, and ``verify`` says that nothing else of them is sealed.
+second without attempts. Bundles of formats 2 and 3 (records without the vantage columns,
+or without the traffic ones too) still verify; format 1 bundles (records only chained,
+one per second) too, and ``verify`` says that nothing else of them is sealed.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from incidents.provider_status import (
 from incidents.report import figures
 from incidents.signing import Signer, check_signature
 from incidents.sources import SourceTally, lead_sentence
-from incidents.store import IncidentStore
+from incidents.store import IncidentStore, VantageRun
 from incidents.view import clock_states
 from probe.attempt import Attempt, Outcome
 from sla.clocks import clocks_json
@@ -68,11 +72,13 @@ if TYPE_CHECKING:
 
 Format = Literal["json", "csv", "md", "html"]
 FORMATS: tuple[Format, ...] = get_args(Format)
-BUNDLE_FORMAT = "slawatch-evidence/3"
+BUNDLE_FORMAT = "slawatch-evidence/4"
 # Bundles of the first format: only the per-second records were chained.
 FORMAT_1 = "slawatch-evidence/1"
 # Sealed bundles before records counted attempts by source.
 FORMAT_2 = "slawatch-evidence/2"
+# Sealed bundles before records said how many probers reported.
+FORMAT_3 = "slawatch-evidence/3"
 GENESIS = "0" * 64
 # Seconds shown before ``started_at`` unless told otherwise: the run-up to the outage.
 DEFAULT_MARGIN_S = 60
@@ -85,7 +91,8 @@ SUMMARY_SLICE_S = 6 * 3_600
 CHANNELS = ("api", "smtp")
 OUTCOME_NAMES: tuple[str, ...] = tuple(str(o) for o in OUTCOMES)
 # Format 1 columns; format 2 appends ``seconds``, format 3 the counts of the customer's
-# own traffic by outcome (``traffic_ok``, ...: the rest of each count came from probes).
+# own traffic by outcome (``traffic_ok``, ...: the rest of each count came from probes),
+# format 4 the probers reporting and expected in each second.
 RECORD_FIELDS_1: tuple[str, ...] = (
     "second",
     "verdict",
@@ -96,8 +103,14 @@ RECORD_FIELDS_1: tuple[str, ...] = (
 )
 RECORD_FIELDS_2: tuple[str, ...] = (*RECORD_FIELDS_1, "seconds")
 TRAFFIC_FIELDS: tuple[str, ...] = tuple(f"traffic_{name}" for name in OUTCOME_NAMES)
-RECORD_FIELDS: tuple[str, ...] = (*RECORD_FIELDS_2, *TRAFFIC_FIELDS)
+RECORD_FIELDS_3: tuple[str, ...] = (*RECORD_FIELDS_2, *TRAFFIC_FIELDS)
+VANTAGE_FIELDS: tuple[str, ...] = ("probers_reporting", "probers_expected")
+RECORD_FIELDS: tuple[str, ...] = (*RECORD_FIELDS_3, *VANTAGE_FIELDS)
 _INT_FIELDS = frozenset((*OUTCOME_NAMES, "set_aside", "seconds", *TRAFFIC_FIELDS))
+# Integer fields that are empty (null) where they do not apply.
+_NULLABLE_INT_FIELDS = frozenset(("worst_latency_ms", *VANTAGE_FIELDS))
+# What one instance's monitored second says of its vantage points: itself, expected.
+SINGLE_VANTAGE = (1, 1)
 # Fields two neighbouring records must share to be joined (all but their place and length).
 _JOINED = tuple(name for name in RECORD_FIELDS if name not in ("second", "seconds"))
 # A second no stored run covers: slawatch was not watching (not "no attempts").
@@ -307,12 +320,16 @@ def window_summary(
 
 @dataclass(frozen=True, slots=True)
 class Slice:
-    """One slice of the window as the store holds it: its runs and sampled attempts."""
+    """One slice of the window as the store holds it: its runs, sampled attempts and vantage.
+
+    ``vantage`` is None for a single instance (no fleet pooled the seconds).
+    """
 
     low: int
     high: int
     runs: list[Run]
     samples: list[Attempt]
+    vantage: list[VantageRun] | None = None
 
 
 def window_slices(store: IncidentStore, service: str, window: Window) -> Iterator[Slice]:
@@ -323,6 +340,7 @@ def window_slices(store: IncidentStore, service: str, window: Window) -> Iterato
             high,
             store.runs(service, None, low, high - 1),
             store.samples(service, low, high - 1),
+            store.vantage_seconds(low, high - 1),
         )
 
 
@@ -337,7 +355,7 @@ class RecordMerger:
         worst: dict[int, float] = {}
         for attempt in part.samples:
             worst[attempt.second] = max(worst.get(attempt.second, 0.0), attempt.duration_s)
-        for record in slice_records(part.runs, worst, part.low, part.high):
+        for record in slice_records(part.runs, worst, part.low, part.high, part.vantage):
             pending = self.pending
             if pending is not None and _joins(pending, record):
                 pending["seconds"] += record["seconds"]
@@ -360,18 +378,27 @@ def _joins(record: Mapping[str, Any], following: Mapping[str, Any]) -> bool:
 
 
 def slice_records(
-    runs: Iterable[Run], worst: Mapping[int, float], low: int, high: int
+    runs: Iterable[Run],
+    worst: Mapping[int, float],
+    low: int,
+    high: int,
+    vantage: Sequence[VantageRun] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Records of seconds ``low..high-1`` from the runs overlapping them and worst latencies.
 
-    A record breaks wherever a run of any channel starts or ends and around every second
-    with a sampled latency; seconds of a counted verdict are one record each.
+    A record breaks wherever a run of any channel starts or ends, wherever the count of
+    probers reporting or expected changes (``vantage``: a fleet's pooled seconds; None for
+    a single instance, whose monitored seconds have 1 and 1) and around every second with
+    a sampled latency; seconds of a counted verdict are one record each.
     """
     by_channel: dict[str, list[Run]] = {}
     points = {low, high}
     for run in sorted(runs, key=lambda r: r.first):
         by_channel.setdefault(run.channel, []).append(run)
         points.update((max(run.first, low), min(run.last + 1, high)))
+    pooled = sorted(vantage or ())
+    for first, last, _, _ in pooled:
+        points.update((max(first, low), min(last + 1, high)))
     for second in worst:
         if low <= second < high:
             points.update((second, second + 1))
@@ -390,6 +417,18 @@ def slice_records(
             return table[index]
         return None
 
+    pooled_index = 0
+
+    def probers(second: int, monitored: bool) -> tuple[int | None, int | None]:
+        nonlocal pooled_index
+        if vantage is None:
+            return SINGLE_VANTAGE if monitored else (None, None)
+        while pooled_index < len(pooled) and pooled[pooled_index][1] < second:
+            pooled_index += 1
+        if pooled_index < len(pooled) and pooled[pooled_index][0] <= second:
+            return pooled[pooled_index][2], pooled[pooled_index][3]
+        return None, None
+
     for start, stop in pairwise(sorted(p for p in points if low <= p <= high)):
         combined = covering(COMBINED, start)
         base: dict[str, Any] = {
@@ -402,6 +441,7 @@ def slice_records(
         base.update(zip(OUTCOME_NAMES, zero if combined is None else combined.counts, strict=True))
         base["set_aside"] = 0 if combined is None else combined.set_aside
         traffic = zero if combined is None or not combined.traffic else combined.traffic
+        reporting, expected = probers(start, combined is not None)
         seconds = (
             [(s, 1) for s in range(start, stop)]
             if base["verdict"] in _COUNTED
@@ -415,6 +455,8 @@ def slice_records(
                 "worst_latency_ms": None if latency is None else round(latency * 1000),
                 "seconds": count,
                 **dict(zip(TRAFFIC_FIELDS, traffic, strict=True)),
+                "probers_reporting": reporting,
+                "probers_expected": expected,
             }
 
 
@@ -779,7 +821,7 @@ def verify(text: str, key: Ed25519PublicKey | None = None) -> Verification:
     stripped = text.lstrip()
     if not stripped.startswith("{"):
         fields, rows = _csv_records(text)
-        formats = {RECORD_FIELDS_1: FORMAT_1, RECORD_FIELDS_2: FORMAT_2}
+        formats = {RECORD_FIELDS_1: FORMAT_1, RECORD_FIELDS_2: FORMAT_2, RECORD_FIELDS_3: FORMAT_3}
         result = _verify_records(rows, fields, formats.get(fields, BUNDLE_FORMAT))
         if result.ok and key is not None:
             return _failed(result, "a CSV holds the records only: it carries no signature")
@@ -799,12 +841,16 @@ def verify(text: str, key: Ed25519PublicKey | None = None) -> Verification:
         if result.ok and key is not None:
             return _failed(result, "a format 1 bundle carries no signature")
         return result
-    sealed_fields = {FORMAT_2: RECORD_FIELDS_2, BUNDLE_FORMAT: RECORD_FIELDS}
+    sealed_fields = {
+        FORMAT_2: RECORD_FIELDS_2,
+        FORMAT_3: RECORD_FIELDS_3,
+        BUNDLE_FORMAT: RECORD_FIELDS,
+    }
     fmt = bundle.get("format")
     if fmt not in sealed_fields:
         raise EvidenceError(
             f"unknown bundle format {fmt!r} (this slawatch reads "
-            f"{FORMAT_1}, {FORMAT_2} and {BUNDLE_FORMAT})"
+            f"{FORMAT_1}, {FORMAT_2}, {FORMAT_3} and {BUNDLE_FORMAT})"
         )
     return _verify_sealed(bundle, records, key, sealed_fields[fmt], fmt)
 
@@ -889,7 +935,7 @@ def _seal_mismatches(bundle: dict[str, Any], result: Verification) -> Iterator[t
 def _csv_records(text: str) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     rows = list(csv.reader(io.StringIO(text)))
     header = tuple(rows[0]) if rows else ()
-    known = (RECORD_FIELDS, RECORD_FIELDS_2, RECORD_FIELDS_1)
+    known = (RECORD_FIELDS, RECORD_FIELDS_3, RECORD_FIELDS_2, RECORD_FIELDS_1)
     fields = next((f for f in known if header == (*f, "digest")), None)
     if fields is None:
         raise EvidenceError("neither a JSON bundle nor an evidence CSV (unexpected columns)")
@@ -906,7 +952,7 @@ def _csv_records(text: str) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
 def _cell_value(name: str, cell: str) -> Any:
     if name in _INT_FIELDS:
         return int(cell) if cell.lstrip("-").isdigit() else cell
-    if name == "worst_latency_ms":
+    if name in _NULLABLE_INT_FIELDS:
         if cell == "":
             return None
         return int(cell) if cell.lstrip("-").isdigit() else cell
@@ -965,16 +1011,23 @@ def _clock_rows(head: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]
     return rows
 
 
-def _sample_rows(listed: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+def _sample_rows(
+    listed: Sequence[Mapping[str, Any]], head: Mapping[str, Any]
+) -> list[tuple[str, ...]]:
+    """The listed samples as table rows; in a fleet each prober with its group (its location)."""
+    groups = {p["id"]: p["group"] for p in head.get("vantage", {}).get("probers", ())}
     rows: list[tuple[str, ...]] = []
     for sample in listed:
+        prober = sample["prober"] or "-"
+        if groups.get(prober):
+            prober = f"{prober} ({groups[prober]})"
         timings = ", ".join(f"{k} {v:.3f}s" for k, v in sample["timings"].items())
         rows.append(
             (
                 sample["started_at"],
                 sample["channel"],
                 sample["target"],
-                sample["prober"] or "-",
+                prober,
                 sample.get("source", "probe"),
                 sample["outcome"],
                 sample["detail"] or "-",
@@ -1123,7 +1176,7 @@ def _markdown(sealed: Sealed) -> str:
     else:
         lines.append(head["clocks_error"] or "No SLA clocks under this service's terms.")
     lines += ["", "## Sample failures", ""]
-    rows = _sample_rows(sealed.listed)
+    rows = _sample_rows(sealed.listed, sealed.head)
     if rows:
         lines += _md_table(_SAMPLE_HEAD, rows)
     else:
@@ -1245,7 +1298,7 @@ def _html(sealed: Sealed, timeline: _Timeline) -> str:
         if head["clocks"]
         else f"<p>{esc(head['clocks_error'] or 'No SLA clocks under these terms.')}</p>"
     )
-    samples = _sample_rows(sealed.listed)
+    samples = _sample_rows(sealed.listed, sealed.head)
     sample_html = (
         _html_table(_SAMPLE_HEAD, samples)
         if samples

@@ -9,7 +9,7 @@ from typing import Any
 from incidents.commit import plan_events
 from incidents.model import EventRecord, Incident, Run
 from incidents.outbox import Notification
-from incidents.store import Batch, HighWater, Pruned, closed_at
+from incidents.store import Batch, HighWater, Pruned, VantageRun, closed_at
 from probe.attempt import Attempt
 
 
@@ -189,6 +189,11 @@ class MemoryStore:
     def vantage(self, first: int, last: int, incident: tuple[int, int]) -> dict[str, Any] | None:
         """None: a single instance pools nothing (``IncidentStore.vantage``)."""
         del first, last, incident
+        return None
+
+    def vantage_seconds(self, first: int, last: int) -> list[VantageRun] | None:
+        """None: a single instance pools nothing (``IncidentStore.vantage_seconds``)."""
+        del first, last
         return None
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:

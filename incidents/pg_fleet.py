@@ -4,9 +4,10 @@ Beside the incident store (``incidents/pg_store.py``, same database, same connec
 
 - **Probers** join with their group, version and judging digest (``config/fleet.py``); a
   member whose digest differs from the live members' is refused with one line. Each
-  publish is one transaction: the prober's slices (``classifier/pooling.py``), inserted
-  once (``ON CONFLICT DO NOTHING``), and its heartbeat and watermark. A prober killed
-  mid-publish leaves nothing half-written.
+  publish is one transaction: the prober's slices (``classifier/pooling.py``), each one
+  row holding its counts and its sample failures, inserted once (``ON CONFLICT DO
+  NOTHING``), and its heartbeat and watermark. A prober killed mid-publish leaves nothing
+  half-written.
 - **The lease** is a row with a holder, an epoch and an expiry, all in database time
   (``clock_timestamp()``), so no instance's clock matters. Taking it over bumps the epoch.
   Every finalizer write runs in one transaction that first renews the lease *only if* this
@@ -150,7 +151,15 @@ class PgFleet:
         lane the configuration does not judge.
         """
         rows = [
-            (s.second, self.member, s.pack(lanes), s.control_ok, s.control_judged) for s in slices
+            (
+                s.second,
+                self.member,
+                s.pack(lanes),
+                s.control_ok,
+                s.control_judged,
+                s.pack_samples(lanes),
+            )
+            for s in slices
         ]
         watermark = max((s.second for s in slices), default=None)
 
@@ -158,7 +167,8 @@ class PgFleet:
             if rows:
                 cur.executemany(
                     "INSERT INTO prober_seconds (second, prober, counts, control_ok, "
-                    "control_judged) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    "control_judged, samples) VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
                     rows,
                 )
             cur.execute(
@@ -229,7 +239,7 @@ class PgFleet:
         """The slices published for seconds ``first..last``, in (second, prober) order."""
         rows = self.store.transaction(
             lambda cur: cur.execute(
-                "SELECT second, prober, counts, control_ok, control_judged, "
+                "SELECT second, prober, counts, control_ok, control_judged, samples, "
                 "extract(epoch FROM ingested_at)::float8 FROM prober_seconds "
                 "WHERE second BETWEEN %s AND %s ORDER BY second, prober",
                 (first, last),
@@ -241,7 +251,7 @@ class PgFleet:
         """Slices of already pooled seconds ``first..last`` that the pooling did not see (late)."""
         rows = self.store.transaction(
             lambda cur: cur.execute(
-                "SELECT s.second, s.prober, s.counts, s.control_ok, s.control_judged, "
+                "SELECT s.second, s.prober, s.counts, s.control_ok, s.control_judged, s.samples, "
                 "extract(epoch FROM s.ingested_at)::float8 FROM prober_seconds s "
                 "JOIN pooled_seconds p ON p.second = s.second "
                 "WHERE s.second BETWEEN %s AND %s "
@@ -471,10 +481,16 @@ def _db_now(cur: psycopg.Cursor[Any]) -> float:
 
 
 def _stored(row: tuple[Any, ...], lanes: Sequence[LaneKey]) -> StoredSlice:
-    second, prober, counts, ok, judged, ingested_at = row
+    second, prober, counts, ok, judged, samples, ingested_at = row
     return StoredSlice(
         ProberSecond.unpack(
-            prober, second, bytes(counts), lanes, control_ok=ok, control_judged=judged
+            prober,
+            second,
+            bytes(counts),
+            lanes,
+            control_ok=ok,
+            control_judged=judged,
+            samples=None if samples is None else bytes(samples),
         ),
         float(ingested_at),
     )

@@ -34,7 +34,7 @@ from incidents.commit import plan_events
 from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
 from incidents.outbox import Notification
-from incidents.store import Batch, HighWater, Pruned, StoreError, closed_at
+from incidents.store import Batch, HighWater, Pruned, StoreError, VantageRun, closed_at
 from probe.attempt import Attempt, Channel, Outcome, prober_source
 
 T = TypeVar("T")
@@ -198,6 +198,11 @@ MIGRATIONS: tuple[str, ...] = (
         DEFAULT NULLIF(current_setting('slawatch.epoch', true), '')::bigint;
     ALTER TABLE outbox ADD COLUMN claimed_by text;
     ALTER TABLE outbox ADD COLUMN claimed_until double precision;
+    """,
+    # 3 → 4: each prober-second row carries its sample failures (``ProberSecond.pack_samples``,
+    # bounded; NULL when it has none), so a fleet's evidence lists sampled attempts too.
+    """
+    ALTER TABLE prober_seconds ADD COLUMN samples bytea;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -529,19 +534,9 @@ class PgStore:
         attempts were judged, with its group; ``incident`` how many probers and locations
         reported in each second of the incident's span (the fewest and the most).
         """
-        rows = self._read(
-            "SELECT second, cardinality(reporting), cardinality(expected) FROM pooled_seconds "
-            "WHERE second BETWEEN %s AND %s ORDER BY second",
-            (first, last),
-        )
-        if not rows:
+        runs = self.vantage_seconds(first, last)
+        if not runs:
             return None
-        runs: list[list[int]] = []
-        for second, reporting, expected in rows:
-            if runs and runs[-1][1] + 1 == second and runs[-1][2:] == [reporting, expected]:
-                runs[-1][1] = second
-            else:
-                runs.append([second, second, reporting, expected])
         probers = self._read(
             "SELECT DISTINCT r.id, coalesce(p.grp, '') FROM pooled_seconds s, "
             "unnest(s.reporting) AS r (id) LEFT JOIN probers p ON p.id = r.id "
@@ -570,6 +565,24 @@ class PgStore:
                 "locations_reporting": _span(g for _, g in per_second),
             },
         }
+
+    def vantage_seconds(self, first: int, last: int) -> list[VantageRun]:
+        """Probers reporting and expected in the pooled seconds ``first..last``, in runs.
+
+        Runs of consecutive seconds alike in both counts (``IncidentStore.vantage_seconds``).
+        """
+        rows = self._read(
+            "SELECT second, cardinality(reporting), cardinality(expected) FROM pooled_seconds "
+            "WHERE second BETWEEN %s AND %s ORDER BY second",
+            (first, last),
+        )
+        runs: list[VantageRun] = []
+        for second, reporting, expected in rows:
+            if runs and runs[-1][1] + 1 == second and runs[-1][2:] == (reporting, expected):
+                runs[-1] = (runs[-1][0], second, reporting, expected)
+            else:
+                runs.append((second, second, reporting, expected))
+        return runs
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         """How many notifications each (channel, state) holds."""

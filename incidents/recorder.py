@@ -19,13 +19,13 @@ first); a second judged anything but ``available`` keeps its attempts as evidenc
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from classifier.engine import Classifier, Finalized
 from classifier.replay import IncidentTally, LineReader, ReplayIncident, ReplayResult, drive
+from classifier.samples import Telling
 from classifier.signals import IncidentSignal, Opened
 from classifier.verdict import SecondVerdict, Verdict
 from config import Catalog, Config, LoadedConfig
@@ -34,7 +34,7 @@ from incidents.lifecycle import fold, signal_event
 from incidents.model import Incident, Run
 from incidents.store import Batch, HighWater, IncidentStore
 from incidents.view import clock_states
-from probe.attempt import Attempt, Channel, Outcome
+from probe.attempt import Attempt, Channel
 from sla.clocks import clocks_json
 from sla.terms import SlaTerms, freeze_terms
 
@@ -69,10 +69,9 @@ class Recorder:
         # already in the store (a resumed replay may feed them again) and are ignored.
         self._high_water: HighWater = {}
         self._hw_dirty: HighWater = {}
-        # Attempts of seconds not yet judged: (service, channel, second) → a min-heap of
-        # (priority, order, attempt) holding the ``samples_per_second`` most telling ones.
-        self._pending: dict[tuple[str, str, int], list[tuple[tuple[int, float], int, Attempt]]] = {}
-        self._order = 0
+        # Attempts of seconds not yet judged: (service, channel, second) → the
+        # ``samples_per_second`` most telling ones (classifier/samples.py).
+        self._pending: dict[tuple[str, str, int], Telling] = {}
         self._batch = Batch()
 
     @classmethod
@@ -119,15 +118,10 @@ class Recorder:
         key = (attempt.service, str(attempt.channel), attempt.second)
         if self._high_water.get(key[:2], -math.inf) >= key[2]:
             return
-        # Failures first, then the slowest: the heap's root is the least telling sample.
-        priority = (int(attempt.outcome is not Outcome.OK), attempt.duration_s)
-        self._order += 1
-        heap = self._pending.setdefault(key, [])
-        item = (priority, -self._order, attempt)
-        if len(heap) < self.samples_per_second:
-            heapq.heappush(heap, item)
-        elif item[:2] > heap[0][:2]:
-            heapq.heapreplace(heap, item)
+        held = self._pending.get(key)
+        if held is None:
+            held = self._pending[key] = Telling(self.samples_per_second)
+        held.add(attempt)
 
     def verdict(self, verdict: SecondVerdict) -> None:
         """Extend or start the channel's run; keep the second's attempts unless it was available."""
@@ -136,9 +130,7 @@ class Recorder:
             return
         held = self._pending.pop((verdict.service, verdict.channel, verdict.second), None)
         if held and verdict.verdict is not Verdict.AVAILABLE:
-            self._batch.samples.extend(
-                item[2] for item in sorted(held, key=lambda item: item[2].started_at)
-            )
+            self._batch.samples.extend(held.in_time_order())
         run = self._runs.get(channel_key)
         if (
             run is not None

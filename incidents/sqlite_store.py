@@ -28,7 +28,7 @@ from incidents.commit import plan_events
 from incidents.lifecycle import fold
 from incidents.model import EventRecord, Incident, Run
 from incidents.outbox import Notification
-from incidents.store import Batch, HighWater, Pruned, StoreError, closed_at
+from incidents.store import Batch, HighWater, Pruned, StoreError, VantageRun, closed_at
 from probe.attempt import Attempt, Channel, Outcome, prober_source
 
 T = TypeVar("T")
@@ -360,6 +360,11 @@ class SqliteStore:
     def vantage(self, first: int, last: int, incident: tuple[int, int]) -> dict[str, Any] | None:
         """None: a single instance pools nothing (``IncidentStore.vantage``)."""
         del first, last, incident
+        return None
+
+    def vantage_seconds(self, first: int, last: int) -> list[VantageRun] | None:
+        """None: a single instance pools nothing (``IncidentStore.vantage_seconds``)."""
+        del first, last
         return None
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:

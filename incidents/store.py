@@ -12,6 +12,9 @@ from probe.attempt import Attempt
 
 # (service, channel) → the last second persisted for it.
 HighWater = dict[tuple[str, str], int]
+# A run of a fleet's pooled seconds alike in who reported: (first, last, probers reporting,
+# probers expected), ``last`` inclusive.
+VantageRun = tuple[int, int, int, int]
 
 
 class StoreError(Exception):
@@ -154,6 +157,14 @@ class IncidentStore(Protocol):
 
         ``incident`` is the incident's span (first and last second): how many probers and
         locations saw it. The evidence bundle seals it as its ``vantage`` part.
+        """
+        ...
+
+    def vantage_seconds(self, first: int, last: int) -> list[VantageRun] | None:
+        """How many probers reported and were expected in each pooled second ``first..last``.
+
+        Runs of seconds alike in both counts, oldest first; a second not pooled is in none.
+        None for one instance (no fleet): the evidence records say 1 and 1 where monitored.
         """
         ...
 

@@ -10,8 +10,10 @@ With ``storage.url`` every instance runs the same loop, once a second on the sto
 2. Every 10 s, **measure the clock offset** to the database and record it.
 3. **Take or renew the lease.** As the holder, pool every second that is final (every live
    prober published it, or ``horizon + grace`` passed, in database time), run the
-   classifier over the pooled seconds, and write runs, events, the classifier checkpoint,
-   the pooled seconds and any late slices in the lease's fenced transaction. A new holder
+   classifier over the pooled seconds, and write runs, events, the sample failures of the
+   seconds not judged available (pooled from the slices' samples by the recorder, as a
+   single instance keeps its own), the classifier checkpoint, the pooled seconds and any
+   late slices in the lease's fenced transaction. A new holder
    (or one whose write failed) first reloads the checkpoint from the store, so it resumes
    exactly where the last committed write stopped: nothing lost, nothing doubled.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -199,7 +201,12 @@ class FleetMember:
             )
         except FleetError as exc:
             raise StoreError(f"{self.loaded.source}: {exc}") from None
-        self.slicer = Slicer(self.id, self.horizon, math.floor(now))
+        self.slicer = Slicer(
+            self.id,
+            self.horizon,
+            math.floor(now),
+            samples_per_second=self.loaded.config.storage.attempts_per_second,
+        )
         spool_path = Path(f"{self.loaded.path(self.loaded.config.storage.path)}.spool")
         self.spool = Spool(spool_path, prober=self.id, cap=MAX_UNPUBLISHED)
         self.unpublished = self.spool.load(self.lanes)
@@ -450,9 +457,7 @@ class FleetMember:
                         unhealthy=unhealthy,
                         min_probers=cluster.min_probers,
                     )
-                    for service, channel, prober, outcome, n in one.entries():
-                        classifier.add_raw(service, channel, prober, second, outcome, n)
-                    classifier.advance_through(second, found)
+                    _judge(classifier, recorder, one, by_second.get(second, ()), found)
                     pooled.append(one)
         recorder.record(found.verdicts, found.signals, now=now)
         batch = recorder.take(classifier.snapshot())
@@ -552,6 +557,27 @@ class FleetMember:
             "role": "leader" if self.leader else "follower",
             "probers": [p.to_json() for p in self.probers],
         }
+
+
+def _judge(
+    classifier: Classifier,
+    recorder: Recorder,
+    one: Pooled,
+    rows: Iterable[ProberSecond],
+    found: Finalized,
+) -> None:
+    """Judge one pooled second; its probers' sample failures go to the recorder with it.
+
+    The recorder holds them until the second's verdict, as a single instance's holds its
+    own attempts: the same selection and cap, over the pool.
+    """
+    second = one.second
+    for service, channel, prober, outcome, n in one.entries():
+        classifier.add_raw(service, channel, prober, second, outcome, n)
+    for row in rows:
+        for attempt in row.samples:
+            recorder.attempt(attempt)
+    classifier.advance_through(second, found)
 
 
 class ClaimingOutbox:

@@ -4,7 +4,8 @@ While the shared database cannot be reached, a prober keeps probing; the seconds
 not publish wait here (as well as in memory) so that a restart during the outage loses
 none. The spool is bounded: past ``cap`` rows the oldest are dropped and counted. On
 reconnect the member publishes them oldest first and empties the spool. Written only
-while publishing fails: a healthy member never touches it.
+while publishing fails: a healthy member never touches it. Each second keeps its sample
+failures with its counts, so spooled seconds reach the evidence as published ones do.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ class Spool:
         self._db = sqlite3.connect(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spool (second INTEGER PRIMARY KEY, counts BLOB NOT NULL, "
-            "control_ok INTEGER NOT NULL, control_judged INTEGER NOT NULL)"
+            "control_ok INTEGER NOT NULL, control_judged INTEGER NOT NULL, samples BLOB)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(spool)")}
+        if "samples" not in columns:
+            # A spool an older slawatch left: its seconds carry no samples.
+            self._db.execute("ALTER TABLE spool ADD COLUMN samples BLOB")
         self._db.commit()
         self.rows = self._count()
 
@@ -40,8 +45,12 @@ class Spool:
         """Keep ``slices`` (those already kept stay), then drop the oldest past the cap."""
         with self._db:
             self._db.executemany(
-                "INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?)",
-                [(s.second, s.pack(lanes), s.control_ok, s.control_judged) for s in slices],
+                "INSERT OR IGNORE INTO spool (second, counts, control_ok, control_judged, samples) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (s.second, s.pack(lanes), s.control_ok, s.control_judged, s.pack_samples(lanes))
+                    for s in slices
+                ],
             )
             over = self._count() - self.cap
             if over > 0:
@@ -57,13 +66,19 @@ class Spool:
         """Every kept second, oldest first; rows the configuration cannot read are dropped."""
         out = []
         rows = self._db.execute(
-            "SELECT second, counts, control_ok, control_judged FROM spool ORDER BY second"
+            "SELECT second, counts, control_ok, control_judged, samples FROM spool ORDER BY second"
         ).fetchall()
-        for second, counts, ok, judged in rows:
+        for second, counts, ok, judged, samples in rows:
             try:
                 out.append(
                     ProberSecond.unpack(
-                        self.prober, second, counts, lanes, control_ok=ok, control_judged=judged
+                        self.prober,
+                        second,
+                        counts,
+                        lanes,
+                        control_ok=ok,
+                        control_judged=judged,
+                        samples=samples,
                     )
                 )
             except PackError:

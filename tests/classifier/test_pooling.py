@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from classifier.buckets import Bucket
 from classifier.engine import Classifier, Finalized
 from classifier.pooling import (
+    MAX_SAMPLE_TEXT,
+    MAX_SLICE_SAMPLES,
     PackError,
     ProberSecond,
     Slicer,
@@ -181,6 +183,98 @@ def test_ingested_traffic_travels_in_the_slice_and_is_judged_as_traffic() -> Non
     assert aside.verdict is Verdict.INCONCLUSIVE
     with pytest.raises(PackError, match="not in the configuration"):
         ProberSecond("p1", T0, traffic={("zz", Channel.API): _counts(ok=1)}).pack(LANES)
+
+
+def _failure(
+    target: str,
+    started_at: float,
+    duration_s: float,
+    outcome: Outcome = Outcome.TIMEOUT,
+    *,
+    service: str = "a",
+    channel: Channel = Channel.API,
+    prober: str = "p1",
+    detail: str = "read timeout",
+) -> Attempt:
+    return Attempt(
+        service=service,
+        channel=channel,
+        target=target,
+        prober=prober,
+        started_at=started_at,
+        duration_s=duration_s,
+        outcome=outcome,
+        phase="headers",
+        detail=detail,
+        timings={"connect": 0.25, "total": duration_s},
+    )
+
+
+def test_a_slice_carries_its_most_telling_failures_bounded() -> None:
+    """Failures only, the slowest per lane up to the cap, long texts cut; healthy seconds none."""
+    slicer = Slicer("p1", HORIZON, T0, samples_per_second=2)
+    slicer.add(_failure("x", T0 + 0.5, 0.5))
+    slicer.add(_failure("x", T0 + 0.25, 1.0))
+    slicer.add(_failure("x", T0 + 0.75, 0.75, Outcome.SERVER_ERROR, detail="HTTP 503 " * 40))
+    slicer.add(_attempt("a", Channel.API, T0 + 0.1, Outcome.OK))
+    slicer.add(_failure("y", T0 + 0.125, 2.0, service="a", channel=Channel.SMTP))
+    slicer.add(_attempt("", Channel.CONTROL, T0 + 0.2, Outcome.TIMEOUT))
+    slicer.add(_attempt("a", Channel.API, T0 + 1.1, Outcome.OK))
+    first, healthy = slicer.take_through(T0 + 1)
+    assert [(a.target, a.started_at) for a in first.samples] == [
+        ("y", T0 + 0.125),
+        ("x", T0 + 0.25),
+        ("x", T0 + 0.75),
+    ]
+    assert len(first.samples[2].detail) == MAX_SAMPLE_TEXT
+    assert healthy.samples == ()
+    assert healthy.pack_samples(LANES) is None
+    back = ProberSecond.unpack(
+        "p1", T0, first.pack(LANES), LANES, samples=first.pack_samples(LANES)
+    )
+    assert back.samples == first.samples
+
+
+def test_a_slice_shares_its_sample_cap_among_its_lanes() -> None:
+    """Past the slice's cap every lane keeps its most telling failures before any keeps more."""
+    slicer = Slicer("p1", HORIZON, T0, samples_per_second=MAX_SLICE_SAMPLES)
+    for i in range(MAX_SLICE_SAMPLES):
+        slicer.add(_failure("x", T0 + i / 1000, 1.0 + i / 1000))
+    slicer.add(_failure("z", T0 + 0.5, 0.1, service="b"))
+    (row,) = slicer.take_through(T0)
+    assert len(row.samples) == MAX_SLICE_SAMPLES
+    assert [a.target for a in row.samples].count("z") == 1
+    slowest = max(a.duration_s for a in row.samples if a.target == "x")
+    assert slowest == 1.0 + (MAX_SLICE_SAMPLES - 1) / 1000
+
+
+def test_ingested_traffic_failures_keep_their_prober() -> None:
+    """A traffic sample keeps its traffic id through packing; a probe's takes the slice's."""
+    slicer = Slicer("p1", HORIZON, T0, samples_per_second=5)
+    slicer.add(_failure("x", T0 + 0.5, 0.5, prober="traffic:app"))
+    slicer.add(_failure("x", T0 + 0.25, 0.5, prober="someone-else"))
+    (row,) = slicer.take_through(T0)
+    back = ProberSecond.unpack("p1", T0, row.pack(LANES), LANES, samples=row.pack_samples(LANES))
+    assert [(a.prober, str(a.source)) for a in back.samples] == [
+        ("p1", "probe"),
+        ("traffic:app", "traffic"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b'[[9,"x",0,0,1,"","",{}]]', "out of range", id="lane"),
+        pytest.param(b'[[0,"x",0,0,-1,"","",{}]]', "out of range", id="outcome"),
+        pytest.param(b'[[0,"x"]]', "unreadable", id="short"),
+        pytest.param(b"{", "unreadable", id="json"),
+    ],
+)
+def test_damaged_samples_are_refused(data: bytes, message: str) -> None:
+    """Samples that do not fit the configuration's lanes are refused, not guessed."""
+    counts = ProberSecond("p1", T0).pack(LANES)
+    with pytest.raises(PackError, match=message):
+        ProberSecond.unpack("p1", T0, counts, LANES, samples=data)
 
 
 def test_pooling_is_the_union_of_every_attempt() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from config.timetext import parse_time
 from incidents.evidence import verify
 from tests.support.cli import run_slawatch
 from tests.support.daemon import wait_for, write_config
@@ -54,13 +55,42 @@ def _check_evidence(fleet: Fleet, incident_id: str) -> None:
     status, raw = member.get(f"/api/v1/incidents/{incident_id}/evidence?format=json")
     assert status == 200
     assert verify(raw.decode()).ok
-    vantage = json.loads(raw)["vantage"]
+    bundle = json.loads(raw)
+    vantage = bundle["vantage"]
     assert vantage["probers"] == [{"id": f"loc{i}", "group": f"loc{i}"} for i in (1, 2, 3)]
+    # Every prober's sample failures, with their replies and timings, as on one instance.
+    samples = bundle["samples"]
+    assert {s["prober"] for s in samples} == {"loc1", "loc2", "loc3"}
+    assert bundle["probers"] == ["loc1", "loc2", "loc3"]
+    assert all(s["outcome"] != "ok" and s["detail"] and s["duration_s"] >= 0 for s in samples)
+    started = fleet_second(bundle["incident"]["started_at"])
+    assert any(fleet_second(s["started_at"]) == started for s in samples)
     assert vantage["incident"]["locations_reporting"] == {"min": 3, "max": 3}
     # Members join one after another: the last runs of the window expect all three.
     assert vantage["seconds"][-1]["probers_expected"] == 3
+    # Every record says from how many probers its seconds were judged.
+    restored = fleet_second(bundle["incident"]["restored_at"])
+    spans = [
+        (r, fleet_second(r["second"]))
+        for r in bundle["records"]
+        if started <= fleet_second(r["second"]) < restored
+    ]
+    assert spans
+    assert {(r["probers_reporting"], r["probers_expected"]) for r, _ in spans} == {(3, 3)}
+    assert bundle["records"][-1]["probers_expected"] == 3
+    status, csv_text = member.get(f"/api/v1/incidents/{incident_id}/evidence?format=csv")
+    assert csv_text.decode().splitlines()[0].endswith(",probers_reporting,probers_expected,digest")
+    assert verify(csv_text.decode()).head == bundle["chain"]["head"]
     status, md = member.get(f"/api/v1/incidents/{incident_id}/evidence?format=md")
-    assert "**Seen from:** 3 locations and 3 probers in every second of the incident" in md.decode()
+    text = md.decode()
+    assert "**Seen from:** 3 locations and 3 probers in every second of the incident" in text
+    assert "## Sample failures" in text
+    assert "| loc1 (loc1) | probe |" in text
+
+
+def fleet_second(text: str) -> int:
+    """The second an RFC 3339 time of a bundle falls in."""
+    return int(parse_time(text))
 
 
 def test_a_prober_whose_clock_is_off_is_set_aside(tmp_path: Path, postgres: PgCluster) -> None:

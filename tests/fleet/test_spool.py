@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from classifier.pooling import ProberSecond
 from classifier.verdict import OUTCOME_INDEX, OUTCOMES
-from probe.attempt import Channel, Outcome
+from probe.attempt import Attempt, Channel, Outcome
 from slawatch.spool import Spool
 
 LANES = (("mail", Channel.API),)
@@ -49,4 +51,44 @@ def test_rows_another_configuration_wrote_are_dropped(tmp_path: Path) -> None:
     other = (("mail", Channel.API), ("mail", Channel.SMTP))
     assert spool.load(other) == []
     assert spool.dropped == 1
+    spool.close()
+
+
+def test_spooled_seconds_keep_their_sample_failures(tmp_path: Path) -> None:
+    """A second's sample failures come back from the spool with its counts."""
+    failure = Attempt(
+        service="mail",
+        channel=Channel.API,
+        target="send",
+        prober="p1",
+        started_at=T0 + 0.5,
+        duration_s=1.25,
+        outcome=Outcome.TIMEOUT,
+        phase="headers",
+        detail="read timeout",
+        timings={"connect": 0.5},
+    )
+    kept = replace(_slice(T0), samples=(failure,))
+    spool = Spool(tmp_path / "s.spool", prober="p1", cap=10)
+    spool.save([kept, _slice(T0 + 1)], LANES)
+    spool.close()
+    again = Spool(tmp_path / "s.spool", prober="p1", cap=10)
+    assert again.load(LANES) == [kept, _slice(T0 + 1)]
+    again.close()
+
+
+def test_a_spool_an_older_slawatch_left_still_loads(tmp_path: Path) -> None:
+    """A spool without the samples column gains it; its seconds load without samples."""
+    path = tmp_path / "s.spool"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE spool (second INTEGER PRIMARY KEY, counts BLOB NOT NULL, "
+            "control_ok INTEGER NOT NULL, control_judged INTEGER NOT NULL)"
+        )
+        db.execute("INSERT INTO spool VALUES (?, ?, 1, 1)", (T0, _slice(T0).pack(LANES)))
+    db.close()
+    spool = Spool(path, prober="p1", cap=10)
+    assert spool.load(LANES) == [_slice(T0)]
+    spool.save([_slice(T0 + 1)], LANES)
+    assert [s.second for s in spool.load(LANES)] == [T0, T0 + 1]
     spool.close()

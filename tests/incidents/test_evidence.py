@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from classifier.verdict import COMBINED
 from incidents.evidence import (
     FORMATS,
     GENESIS,
@@ -18,11 +19,15 @@ from incidents.evidence import (
     UNSIGNED_NOTE,
     Chain,
     EvidenceError,
+    RecordMerger,
+    Slice,
     chain_digest,
     evidence_source,
+    slice_records,
     verify,
     write_evidence,
 )
+from incidents.model import Run
 from tests.incidents.incidents_timeline import ENV, OUTAGE, SECRET, T0, write_attempts, write_config
 from tests.support.ci_tools import require_tool
 from tests.support.cli import run_slawatch
@@ -104,6 +109,8 @@ def test_json_records_are_the_seconds_of_the_window(exported: Path) -> None:
         1,
     )
     assert (outage["worst_latency_ms"], records[0]["worst_latency_ms"]) == (10_000, None)
+    # A single instance: itself, the one prober expected, in every monitored second.
+    assert {(r["probers_reporting"], r["probers_expected"]) for r in records} == {(1, 1)}
     assert bundle["summary"]["unavailable_by_channel"] == {"api": 90, "smtp": 0}
     assert records[0]["digest"] == chain_digest(GENESIS, records[0])
 
@@ -316,3 +323,27 @@ def test_html_timeline_renders_in_chromium(exported: Path, tmp_path: Path) -> No
     # Two 90-second red strips (service, API) and three green ones fill thousands of pixels.
     assert red > 5_000
     assert green > 5_000
+
+
+def test_records_break_where_the_vantage_changes() -> None:
+    """A fleet's records say how many probers reported, join only seconds alike in that too,
+    and leave both empty where no second was pooled."""
+    t = 1_790_000_000
+    runs = [
+        Run("bird", channel, "available", t, t + 9, (1, 0, 0, 0, 0, 0, 0, 0, 0), 0)
+        for channel in ("api", COMBINED)
+    ]
+    pooled = [(t, t + 3, 3, 3), (t + 4, t + 5, 2, 3), (t + 6, t + 8, 3, 3)]
+    merger = RecordMerger()
+    records = [*merger.add(Slice(t, t + 10, runs, [], pooled)), *merger.finish()]
+    assert [(r["seconds"], r["probers_reporting"], r["probers_expected"]) for r in records] == [
+        (4, 3, 3),
+        (2, 2, 3),
+        (3, 3, 3),
+        (1, None, None),
+    ]
+    single = [*slice_records(runs, {}, t - 2, t + 10)]
+    assert [(r["seconds"], r["probers_reporting"], r["probers_expected"]) for r in single] == [
+        (2, None, None),
+        (10, 1, 1),
+    ]

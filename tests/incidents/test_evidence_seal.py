@@ -20,11 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from config import load_config
 from incidents.evidence import (
+    FORMAT_3,
     GENESIS,
     RECORD_FIELDS_1,
+    RECORD_FIELDS_3,
     Chain,
     part_digest,
     seal_digest,
+    verify,
 )
 from incidents.sqlite_store import SqliteStore
 from probe.clock import ManualClock
@@ -330,6 +333,42 @@ def test_format_1_bundles_still_verify(tmp_path: Path) -> None:
     assert chain.head != GENESIS
 
 
+def _as_format_3(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The bundle as a slawatch of format 3 wrote it: no vantage columns, sealed again."""
+    chain = Chain(RECORD_FIELDS_3)
+    old = dict(bundle)
+    old["format"] = FORMAT_3
+    old["records"] = [chain.add(record) for record in bundle["records"]]
+    old["chain"] = chain.to_json()
+    parts = {
+        name: part_digest(value) for name, value in old.items() if name not in ("records", "seal")
+    }
+    old["seal"] = {**bundle["seal"], "parts": parts, "digest": seal_digest(parts)}
+    return old
+
+
+def test_format_3_bundles_and_csvs_still_verify(unsigned: Path, tmp_path: Path) -> None:
+    """Bundles and CSVs written before the vantage columns verify as format 3; an edit still shows."""
+    old = _as_format_3(json.loads((unsigned / "bundle.json").read_text()))
+    assert "probers_reporting" not in old["records"][0]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    done = slawatch("evidence", "verify", "old.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert verify(json.dumps(old)).format == FORMAT_3
+    header = ",".join((*RECORD_FIELDS_3, "digest"))
+    rows = [
+        ",".join("" if r[n] is None else str(r[n]) for n in (*RECORD_FIELDS_3, "digest"))
+        for r in old["records"]
+    ]
+    result = verify("\n".join([header, *rows]) + "\n")
+    assert (result.ok, result.format, result.head) == (True, FORMAT_3, old["chain"]["head"])
+    old["records"][1]["timeout"] += 1
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    done = slawatch("evidence", "verify", "old.json", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "record 2 of 91" in done.stderr
+
+
 def test_probers_are_only_those_that_made_attempts(unsigned: Path) -> None:
     """A replay-built bundle names the log's prober, not the replaying host's id."""
     bundle = json.loads((unsigned / "bundle.json").read_text())
@@ -349,6 +388,11 @@ def test_seconds_before_the_first_monitored_one_are_unmonitored(tmp_path: Path) 
         None,
         None,
     )
+    # One instance: itself where it was monitoring, nobody where it was not.
+    assert (first["probers_reporting"], first["probers_expected"]) == (None, None)
+    assert {(r["probers_reporting"], r["probers_expected"]) for r in bundle["records"][1:]} == {
+        (1, 1)
+    }
     assert bundle["summary"]["seconds"]["unmonitored"] == 60
     assert bundle["summary"]["seconds"]["no_data"] == 0
     text = _export(tmp_path, incident, "md").read_text()

@@ -15,8 +15,8 @@ import pytest
 from config.timetext import format_time
 from incidents.evidence import (
     FORMAT_2,
-    RECORD_FIELDS,
     RECORD_FIELDS_2,
+    RECORD_FIELDS_3,
     TRAFFIC_FIELDS,
     Chain,
     evidence_source,
@@ -91,7 +91,7 @@ def test_an_outage_seen_by_both_sources() -> None:
     text, result = bundle(outage("server_error", "server_error"))
     assert result.incidents[0].severity == 1
     document = json.loads(text)
-    assert document["format"] == "slawatch-evidence/3"
+    assert document["format"] == "slawatch-evidence/4"
     assert verify(text).ok
     bad = [r for r in document["records"] if r["verdict"] == "unavailable"]
     assert len(bad) == 30
@@ -245,4 +245,4 @@ def test_format_2_csv_still_verifies() -> None:
     )
     result = verify(header + "\n" + row + "\n")
     assert (result.ok, result.format) == (True, FORMAT_2)
-    assert RECORD_FIELDS[-len(TRAFFIC_FIELDS) :] == TRAFFIC_FIELDS
+    assert RECORD_FIELDS_3[-len(TRAFFIC_FIELDS) :] == TRAFFIC_FIELDS

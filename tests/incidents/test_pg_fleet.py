@@ -13,7 +13,7 @@ from classifier.verdict import OUTCOME_INDEX, OUTCOMES
 from incidents.lifecycle import signal_event
 from incidents.outbox import Notification
 from incidents.store import Batch
-from probe.attempt import Channel, Outcome
+from probe.attempt import Attempt, Channel, Outcome
 from probe.clock import SystemClock
 from tests.incidents.test_store import TERMS, opened
 from tests.support.postgres import PgCluster
@@ -60,11 +60,16 @@ def _sql(store: Any, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
 
 
 def test_the_fleet_schema_is_a_forward_migration(db: tuple[str, Any]) -> None:
-    """Version 2 adds the fleet tables; the lease starts free at epoch 0."""
+    """Version 3 adds the fleet tables, 4 the slices' samples; the lease starts free at epoch 0."""
     from incidents.pg_store import SCHEMA_VERSION
 
     _, store = db
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    columns = _sql(
+        store,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'prober_seconds'",
+    )
+    assert ("samples",) in columns
     lease = _fleet(store, "p1", join=False).lease()
     assert (lease.holder, lease.epoch, lease.held) == (None, 0, False)
 
@@ -89,6 +94,34 @@ def test_a_publish_is_slices_and_heartbeat_in_one_transaction(db: tuple[str, Any
         "clock_offset_s": None,
         "version": "0.1.0",
     }
+
+
+def _failure(prober: str, started_at: float, duration_s: float, **fields: Any) -> Attempt:
+    return Attempt(
+        service="bird",
+        channel=Channel.API,
+        target="send",
+        prober=prober,
+        started_at=started_at,
+        duration_s=duration_s,
+        outcome=fields.pop("outcome", Outcome.TIMEOUT),
+        phase="headers",
+        detail=fields.pop("detail", "read timeout"),
+        timings={"connect": 0.125},
+        **fields,
+    )
+
+
+def test_a_slice_and_its_samples_are_one_row(db: tuple[str, Any]) -> None:
+    """A slice's sample failures go in with its counts and come back with them."""
+    _, store = db
+    fleet = _fleet(store, "p1")
+    failures = (_failure("p1", T0 + 0.25, 1.5), _failure("p1", T0 + 0.5, 0.75))
+    first = ProberSecond("p1", T0, {LANES[0]: _counts(timeout=2)}, 1, 1, samples=failures)
+    fleet.publish([first, ProberSecond("p1", T0 + 1)], LANES)
+    assert [s.slice for s in fleet.slices(T0, T0 + 1, LANES)] == [first, ProberSecond("p1", T0 + 1)]
+    rows = _sql(store, "SELECT second, samples IS NULL FROM prober_seconds ORDER BY second")
+    assert rows == [(T0, False), (T0 + 1, True)]
 
 
 def test_a_publish_that_fails_writes_nothing(db: tuple[str, Any]) -> None:
@@ -275,7 +308,8 @@ def test_an_enqueue_by_a_fenced_finalizer_writes_nothing(db: tuple[str, Any]) ->
 
 
 def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
-    """Runs of equal counts, the probers with their groups, and how many saw the incident."""
+    """Runs of equal counts (the records' columns), the probers with their groups, and how
+    many saw the incident."""
     _, store = db
     p1, p2 = _fleet(store, "p1"), _fleet(store, "p2")
     assert store.vantage(T0, T0 + 10, (T0, T0 + 10)) is None
@@ -287,6 +321,9 @@ def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
     ]
     p1.finalize(epoch, 3.0, batch=Batch(), pooled=pooled)
     del p2
+    assert store.vantage_seconds(T0, T0 + 10) == [(T0, T0, 1, 2), (T0 + 1, T0 + 2, 2, 2)]
+    assert store.vantage_seconds(T0 + 1, T0 + 1) == [(T0 + 1, T0 + 1, 2, 2)]
+    assert store.vantage_seconds(T0 + 5, T0 + 10) == []
     vantage = store.vantage(T0, T0 + 10, (T0 + 1, T0 + 2))
     assert vantage["probers"] == [{"id": "p1", "group": "eu"}, {"id": "p2", "group": "eu"}]
     assert [(r["probers_reporting"], r["probers_expected"]) for r in vantage["seconds"]] == [
@@ -301,6 +338,65 @@ def test_the_vantage_of_pooled_seconds(db: tuple[str, Any]) -> None:
     spread = store.vantage(T0, T0 + 10, (T0, T0 + 2))["incident"]["probers_reporting"]
     assert spread == {"min": 1, "max": 2}
     assert store.vantage(T0, T0 + 10, (T0 + 5, T0 + 6))["incident"]["probers_reporting"] is None
+
+
+MEMBER_CONFIG = """
+prober: {{id: {prober}, group: {group}}}
+storage: {{url: "{url}", attempts_per_second: 2}}
+cluster: {{lease_ttl: 5s, prober_timeout: 5s, grace: 1s}}
+services:
+  - name: bird
+    api: [{{name: send, url: "http://127.0.0.1:9/", timeout: 1s}}]
+"""
+
+
+def test_the_finalizer_keeps_the_pooled_sample_failures(db: tuple[str, Any], tmp_path: Any) -> None:
+    """The store's samples of a fleet are its probers' failures: per second the single
+    instance's selection over the pool, for seconds not judged available."""
+    from prometheus_client import CollectorRegistry
+
+    from config import load_config_text
+    from slawatch.fleet import FleetMember
+
+    url, store = db
+    clock = SystemClock()
+    members = []
+    for prober, group in (("p1", "eu"), ("p2", "us")):
+        text = MEMBER_CONFIG.format(prober=prober, group=group, url=url)
+        loaded = load_config_text(text, str(tmp_path / f"{prober}.yaml"), {})
+        member = FleetMember(
+            loaded, store, version="t", local_time=clock.time, registry=CollectorRegistry()
+        )
+        member.start(clock.time())
+        members.append(member)
+    p1, p2 = members
+    base = int(clock.time()) - 30
+    # base: every attempt fails (unavailable); +1: one of two fails (partial); +2: healthy.
+    for member, duration in ((p1, 1.0), (p1, 3.0), (p2, 2.0)):
+        member.add(_failure(member.id, base + duration / 10, duration))
+    p1.add(_failure("p1", base + 1.5, 0.5, outcome=Outcome.SERVER_ERROR, detail="HTTP 503"))
+    p2.add(_failure("p2", base + 1.5, 0.25, outcome=Outcome.OK, detail=""))
+    p2.add(_failure("p2", base + 2.5, 0.25, outcome=Outcome.OK, detail=""))
+    for member in members:
+        member.publish(member.cut(0.0, through=base + 2))
+    p1.finalize()
+    assert p1.leader
+    pooled = p1.fleet.pooled(base, base + 2)
+    assert [(p["second"], p["reporting"]) for p in pooled] == [
+        (second, ["p1", "p2"]) for second in range(base, base + 3)
+    ]
+    kept = [
+        (a.second, a.prober, a.duration_s, a.detail) for a in store.samples("bird", base, base + 2)
+    ]
+    assert kept == [
+        (base, "p2", 2.0, "read timeout"),
+        (base, "p1", 3.0, "read timeout"),
+        (base + 1, "p1", 0.5, "HTTP 503"),
+    ]
+    vantage = store.vantage(base, base + 2, (base, base + 1))
+    assert vantage["probers"] == [{"id": "p1", "group": "eu"}, {"id": "p2", "group": "us"}]
+    for member in members:
+        member.release()
 
 
 def test_retention_prunes_the_fleet_tables(db: tuple[str, Any]) -> None:

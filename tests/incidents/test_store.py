@@ -186,6 +186,15 @@ def test_runs_are_upserted_and_queried_by_overlap(store: IncidentStore) -> None:
     assert store.high_water() == {("bird", "api"): T + 12, ("bird", "combined"): T + 12}
 
 
+def test_runs_alone_carry_no_vantage(store: IncidentStore) -> None:
+    """Runs without pooled seconds: a fleet's store has no vantage runs, one instance's none at
+    all (its evidence records say 1 and 1 where monitored), and neither has a vantage part."""
+    store.commit(Batch(runs=[Run("bird", "combined", "available", T, T + 9, (1,), 0)]))
+    fleet = store.where.startswith("postgresql://")
+    assert store.vantage_seconds(T, T + 9) == ([] if fleet else None)
+    assert store.vantage(T, T + 9, (T, T + 9)) is None
+
+
 def test_classifier_state_travels_with_the_batch(store: IncidentStore) -> None:
     """The latest committed classifier snapshot is returned as committed."""
     assert store.classifier_state() is None
