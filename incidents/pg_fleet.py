@@ -341,6 +341,10 @@ class PgFleet:
 
         def run(cur: psycopg.Cursor[Any]) -> int | None:
             cur.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+            # Cut off between its UPDATE and COMMIT (a half-open link), a candidate would
+            # keep the lease row locked until the server noticed: every other candidate's
+            # lock_timeout would then refuse it the lease. The server ends such a session.
+            _idle_at_most(cur, ttl)
             try:
                 cur.execute(
                     "UPDATE lease SET epoch = CASE WHEN holder = %(me)s AND expires_at >= "
@@ -463,7 +467,7 @@ class PgFleet:
 def _fence(cur: psycopg.Cursor[Any], member: str, epoch: int, ttl: float) -> None:
     """Renew the lease if this member still holds it at ``epoch``; Fenced (rolled back) if not."""
     # A holder paused mid-transaction must not keep the lease row locked past its lease.
-    cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = {max(1, int(ttl * 1000))}")
+    _idle_at_most(cur, ttl)
     cur.execute(
         "UPDATE lease SET expires_at = clock_timestamp() + make_interval(secs => %s) "
         "WHERE name = %s AND holder = %s AND epoch = %s AND expires_at >= clock_timestamp()",
@@ -473,6 +477,11 @@ def _fence(cur: psycopg.Cursor[Any], member: str, epoch: int, ttl: float) -> Non
         raise Fenced(f"fenced at epoch {epoch}: the lease is no longer {member!r}'s")
     # Event and outbox rows written in this transaction record its epoch.
     cur.execute("SELECT set_config('slawatch.epoch', %s, true)", (str(epoch),))
+
+
+def _idle_at_most(cur: psycopg.Cursor[Any], ttl: float) -> None:
+    """Have the server end this session if its transaction idles ``ttl`` (its locks go too)."""
+    cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = {max(1, int(ttl * 1000))}")
 
 
 def _db_now(cur: psycopg.Cursor[Any]) -> float:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -425,3 +427,55 @@ def test_retention_prunes_the_fleet_tables(db: tuple[str, Any]) -> None:
     assert _sql(store, "SELECT second FROM prober_seconds") == []
     assert _sql(store, "SELECT second FROM pooled_seconds") == [(T0 + 50,)]
     assert _sql(store, "SELECT second FROM late_batches") == [(T0 + 50,)]
+
+
+def test_a_candidate_stalled_mid_acquire_does_not_keep_the_lease_row(
+    postgres: PgCluster,
+) -> None:
+    """A candidate stuck between its lease UPDATE and COMMIT (a half-open link) loses its
+    session after the lease's ttl, so another candidate takes the lease meanwhile."""
+    from incidents.pg_fleet import PgFleet
+    from incidents.pg_store import PgStore
+
+    url = postgres.new_database()
+    stalled_store, other_store = PgStore(url), PgStore(url)
+    try:
+        stalled = PgFleet(stalled_store, member="p1")
+        other = PgFleet(other_store, member="p2")
+        inner = stalled_store.transaction
+        first = threading.Event()
+
+        def stalling(func: Any) -> Any:
+            def run(cur: Any) -> Any:
+                found = func(cur)
+                if not first.is_set():
+                    first.set()
+                    # Idle in transaction with the row locked, as if the link went dead.
+                    time.sleep(4)
+                return found
+
+            return inner(run)
+
+        stalled_store.transaction = stalling  # type: ignore[method-assign]
+        thread = threading.Thread(target=lambda: _quietly(stalled.acquire, 1.0))
+        thread.start()
+        first.wait(5)
+        clock = SystemClock()
+        started = clock.monotonic()
+        epoch = None
+        while epoch is None and clock.monotonic() - started < 3.5:
+            epoch = other.acquire(1.0)
+        taken_after = clock.monotonic() - started
+        thread.join(10)
+        assert epoch is not None, "the stalled candidate kept the lease row locked"
+        assert taken_after < 3.0
+        assert other.lease().holder == "p2"
+    finally:
+        stalled_store.close()
+        other_store.close()
+
+
+def _quietly(func: Any, *args: Any) -> None:
+    """Call ``func``; its session may be ended under it (that is the point), which is fine."""
+    with contextlib.suppress(Exception):
+        func(*args)
