@@ -13,8 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from classifier.verdict import OUTCOMES, SecondVerdict, Verdict
 from probe.attempt import Attempt, Channel, Outcome
+from slawatch.attemptmetrics import SLICE
 from slawatch.metrics import Metrics
 from tests.support.configs import config_from_yaml
+from tests.support.site import open_site
 
 CONFIG = """
 control: [{name: gw, tcp: "127.0.0.1:1"}]
@@ -341,3 +343,22 @@ async def test_attempt_of_a_removed_target_is_still_counted() -> None:
         ("target", "account"),
     )
     assert page[("slawatch_attempts_total", labels)] == 1
+
+
+async def test_the_page_is_streamed_as_it_is_rendered(tmp_path: Path) -> None:
+    """/metrics goes out in parts (chunked), never joined whole, and says what the registry says."""
+    api = [{"name": f"t{i}", "url": f"http://127.0.0.1:9/t{i}"} for i in range(3 * SLICE)]
+    site = await open_site(tmp_path, {"services": [{"name": "svc", "api": api}]}, 1_790_000_000.0)
+    try:
+        metrics = site.daemon.metrics
+        parts = [part async for part in metrics.exposition_parts()]
+        # The head, then each family's header and its slices of SLICE targets.
+        assert len(parts) > 3 * 4
+        response = await site.client.get("/metrics")
+        assert response.status == 200
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert response.headers["Content-Type"].startswith("text/plain")
+        body = await response.read()
+        assert body == b"".join(parts) == await metrics.exposition()
+    finally:
+        await site.close()
