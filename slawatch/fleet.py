@@ -380,12 +380,16 @@ class FleetMember:
         step, about a second, instead of after ``lease_ttl``.
         """
         self._hold_until = self.local_time() + 2 * self.loaded.config.cluster.lease_ttl
+        self._give_up_lease("handing the lease over")
+
+    def _give_up_lease(self, why: str) -> None:
+        """Release the lease if this member holds it (another takes it at once), and step down."""
         if self.epoch is not None:
             try:
                 self.fleet.release(self.epoch)
             except Exception as exc:  # noqa: BLE001  (it lapses by itself after lease_ttl)
                 log.warning("cannot release the lease", extra={"error": str(exc)})
-            self._step_down("handing the lease over")
+            self._step_down(why)
 
     def _step_down(self, why: str) -> None:
         if self.epoch is not None:
@@ -538,12 +542,7 @@ class FleetMember:
 
     def release(self) -> None:
         """At shutdown: give the lease up (another takes over at once) and close the spool."""
-        if self.epoch is not None:
-            try:
-                self.fleet.release(self.epoch)
-            except Exception as exc:  # noqa: BLE001  (it lapses by itself after lease_ttl)
-                log.warning("cannot release the lease", extra={"error": str(exc)})
-            self._step_down("shutting down")
+        self._give_up_lease("shutting down")
         if self.spool is not None:
             self.spool.close()
             self.spool = None
