@@ -3,7 +3,8 @@
 Every pipeline probes the same loopback HTTP server (another process on the other core,
 always 200) once a second per target with a fresh connection per probe, pinned to one
 core, one pipeline at a time; the pipelines take turns within each round (``--rounds``)
-and each target count, so a noisy machine affects all alike. Probes are counted where they
+and each target count, so a noisy machine affects all alike, and each waits for the last
+one's TIME_WAIT sockets to clear (``--drain``). Probes are counted where they
 arrive: the server's own request counter over the window. CPU is utime+stime from /proc
 over the window; memory is RSS at the end of it.
 
@@ -18,6 +19,9 @@ over the window; memory is RSS at the end of it.
 - aiohttp / uvloop: the Python floor, a plain loop (this file, ``--floor``) that GETs each
   target once a second at a fixed offset with aiohttp and reads the body, nothing else, on
   asyncio's loop or on uvloop; a slot more than a second late is skipped.
+- fresh: the same loop on uvloop with slawatch's own fresh-connection client
+  (``probe/fresh.py``) in place of aiohttp: what slawatch's network work costs alone, so
+  slawatch ÷ fresh is what judging, metrics and the store add.
 
 Ratios are CPU per probe against blackbox and against each floor, from the medians of
 the rounds.
@@ -38,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +57,7 @@ from bench.bench_common import (
     bucket_quantile,
     buckets,
     daemon_metrics,
+    drain_time_wait,
     load_average,
     parse_metrics,
     pinned,
@@ -76,12 +82,13 @@ BLACKBOX_MODULES = {
 }
 
 
-PIPELINES = ("slawatch", "blackbox", "aiohttp", "uvloop")
+PIPELINES = ("slawatch", "blackbox", "aiohttp", "uvloop", "fresh")
 NAMES = {
     "slawatch": "slawatch",
     "blackbox": "blackbox_exporter + Prometheus",
     "aiohttp": "plain aiohttp loop",
     "uvloop": "plain aiohttp loop on uvloop",
+    "fresh": "plain fresh-client loop on uvloop",
 }
 
 
@@ -250,7 +257,7 @@ def run_blackbox(
 def run_floor(
     folder: Path, server: TargetServer, targets: int, args: argparse.Namespace, loop: str
 ) -> Result:
-    """Measure the plain aiohttp probe loop (``--floor``) on asyncio's loop or uvloop."""
+    """Measure a plain probe loop (``--floor``): aiohttp on either loop, or the fresh client."""
     command = [sys.executable, str(Path(__file__).resolve()), "--floor", loop]
     ports = ",".join(str(p) for p in server.http_ports)
     command += ["--ports", ports, "--targets", str(targets)]
@@ -265,7 +272,22 @@ def run_floor(
     return _result(loop, targets, window, "-")
 
 
-async def floor_loop(ports: list[int], targets: int) -> None:
+def fresh_get(url: str) -> Callable[[], Awaitable[None]]:
+    """One GET of ``url`` with slawatch's fresh-connection client, body read, no judging."""
+    from yarl import URL
+
+    from probe.fresh import NeedleScan, Request, Trace, exchange
+
+    request = Request(URL(url), method="GET", headers={}, body=None, tls=None, server_name=None)
+
+    async def get() -> None:
+        async with asyncio.timeout(1.0):
+            await exchange(request, NeedleScan(b""), Trace(0.0, time.perf_counter))
+
+    return get
+
+
+async def floor_loop(ports: list[int], targets: int, client: str) -> None:
     """N targets, each GET once a second at a fixed offset, fresh connection, body read."""
     import aiohttp
 
@@ -274,10 +296,13 @@ async def floor_loop(ports: list[int], targets: int) -> None:
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
+        async def aiohttp_get(url: str) -> None:
+            async with session.get(url) as response:
+                await response.read()
+
         async def one(url: str) -> None:
             with contextlib.suppress(Exception):
-                async with session.get(url) as response:
-                    await response.read()
+                await (gets[url]() if gets else aiohttp_get(url))
 
         async def lane(i: int) -> None:
             url = f"http://{HOST}:{ports[i % len(ports)]}/t{i}"  # as TargetServer.url
@@ -296,6 +321,8 @@ async def floor_loop(ports: list[int], targets: int) -> None:
                 task.add_done_callback(tasks.discard)
                 k += 1
 
+        urls = [f"http://{HOST}:{ports[i % len(ports)]}/t{i}" for i in range(targets)]
+        gets = {url: fresh_get(url) for url in urls} if client == "fresh" else {}
         await asyncio.gather(*(lane(i) for i in range(targets)))
 
 
@@ -306,6 +333,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=45.0, help="measuring window (45 s)")
     parser.add_argument("--warmup", type=float, default=15.0, help="before the window (15 s)")
     parser.add_argument("--rounds", type=int, default=1, help="turns of every pipeline (1)")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=75.0,
+        help="before each pipeline, wait up to this long for TIME_WAIT sockets to clear (75 s)",
+    )
     parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
     parser.add_argument(
         "--blackbox",
@@ -318,18 +351,19 @@ def main() -> None:
         default="prober",
         help="where blackbox_exporter and Prometheus run: the prober's core (default) or all",
     )
-    parser.add_argument("--floor", choices=["aiohttp", "uvloop"], help=argparse.SUPPRESS)
+    parser.add_argument("--floor", choices=["aiohttp", "uvloop", "fresh"], help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
-        if args.floor == "uvloop":
+        if args.floor in ("uvloop", "fresh"):
             import uvloop
 
             runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
         else:
             runner = asyncio.Runner()
+        ports = [int(p) for p in args.ports.split(",")]
         with runner:
-            runner.run(floor_loop([int(p) for p in args.ports.split(",")], args.targets[0]))
+            runner.run(floor_loop(ports, args.targets[0], args.floor))
         return
     args.prober, servers = prober_cores()
     print(
@@ -347,6 +381,7 @@ def main() -> None:
                     order = args.pipelines[turn % len(args.pipelines) :]
                     order += args.pipelines[: turn % len(args.pipelines)]
                     for pipeline in order:
+                        drain_time_wait(args.drain)
                         folder = root / f"{pipeline}-{targets}-{turn}"
                         folder.mkdir()
                         if pipeline == "slawatch":

@@ -117,8 +117,8 @@ class ProbeContext:
         self.redact = Redactor(secrets)
         # Building an SSLContext loads the CA bundle (milliseconds): build one per option set.
         self._tls: dict[TlsOptions, ssl.SSLContext] = {}
-        # One aiohttp session per connection mode ("fresh", "reuse"), created on first use
-        # by probe/http.py, so the pools (and the reuse mode's keep-alive) are shared.
+        # The aiohttp session of ``reuse`` targets, created on first use by probe/http.py,
+        # so their keep-alive pool is shared (``fresh`` targets need none).
         self.http_sessions: dict[str, aiohttp.ClientSession] = {}
 
     async def __aenter__(self) -> Self:

@@ -1,6 +1,10 @@
-"""The HTTP probe (aiohttp): one request per attempt, timed per phase, failures mapped to outcomes.
+"""The HTTP probe: one request per attempt, timed per phase, failures mapped to outcomes.
 
-Exception table (first match wins, subclasses first; one test case per row)::
+A ``fresh`` target's attempt opens its own connection with the lean client of
+probe/fresh.py; a ``reuse`` target's attempts share aiohttp's keep-alive pool.
+
+Exception table (first match wins, subclasses first; one test case per row; the rows
+marked aiohttp come from ``reuse`` targets, the fresh ones from ``fresh`` targets)::
 
     exception                        condition  outcome           detail
     -------------------------------  ---------  ----------------  -----------------------------
@@ -16,29 +20,51 @@ Exception table (first match wins, subclasses first; one test case per row)::
     ClientOSError                               connection_error  connection error
     ClientResponseError                         server_error      malformed response
     ClientError                                 connection_error  client error
+    SSLCertVerificationError                    tls_error         certificate rejected
+    SSLError                                    tls_error         TLS handshake failed
+    gaierror                                    dns_error         name did not resolve
+    ConnectFailed                    EMFILE...  probe_error       local resources exhausted
+    ConnectFailed                               connection_error  connect failed
+    ServerClosed                                connection_error  closed before a full response
+    BodyCutShort                                connection_error  response body cut short
+    HttpParserError                             server_error      malformed response
+    OSError                                     connection_error  connection error
     Exception                                   probe_error       bug in the probe
 
-A response is judged by its status: an expected status (default 200-399) with the body
-check passing is ``ok``; 504 and 408 are ``timeout``; 429 ``rate_limited``; other 5xx
-``server_error``; anything else ``client_error``; an expected status whose body lacks the
-``expect_body`` text is ``server_error`` (the service answered, but not with the content).
-Redirects are not followed: the configured URL is the call being measured.
+The aiohttp rows come first (its exceptions are OSErrors too); the fresh client's own
+are in probe/fresh.py. A response is judged by its status: an expected status (default
+200-399) with the body check passing is ``ok``; 504 and 408 are ``timeout``; 429
+``rate_limited``; other 5xx ``server_error``; anything else ``client_error``; an expected
+status whose body lacks the ``expect_body`` text is ``server_error`` (the service
+answered, but not with the content). Redirects are not followed: the configured URL is
+the call being measured.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+import socket
+import ssl
+from collections.abc import Hashable
 from types import SimpleNamespace
-from typing import Literal
 
 import aiohttp
+import httptools
 from yarl import URL
 
 from config.model import HttpTarget, ServiceConfig
 from probe.attempt import Attempt, Channel, Outcome
 from probe.base import ErrorRow, ProbeContext, exception_text, local_exhaustion, match_error
+from probe.fresh import (
+    BodyCutShort,
+    ConnectFailed,
+    NeedleScan,
+    Request,
+    ServerClosed,
+    Trace,
+    exchange,
+)
 
 # Outcome mapping of exceptions, in order: see the module docstring.
 HTTP_ERRORS: tuple[ErrorRow, ...] = (
@@ -62,6 +88,17 @@ HTTP_ERRORS: tuple[ErrorRow, ...] = (
     ErrorRow(aiohttp.ClientOSError, Outcome.CONNECTION_ERROR, "connection error"),
     ErrorRow(aiohttp.ClientResponseError, Outcome.SERVER_ERROR, "malformed response"),
     ErrorRow(aiohttp.ClientError, Outcome.CONNECTION_ERROR, "client error"),
+    ErrorRow(ssl.SSLCertVerificationError, Outcome.TLS_ERROR, "certificate rejected"),
+    ErrorRow(ssl.SSLError, Outcome.TLS_ERROR, "TLS handshake failed"),
+    ErrorRow(socket.gaierror, Outcome.DNS_ERROR, "name did not resolve"),
+    ErrorRow(
+        ConnectFailed, Outcome.PROBE_ERROR, "local resources exhausted", when=local_exhaustion
+    ),
+    ErrorRow(ConnectFailed, Outcome.CONNECTION_ERROR, "connect failed"),
+    ErrorRow(ServerClosed, Outcome.CONNECTION_ERROR, "closed before a full response"),
+    ErrorRow(BodyCutShort, Outcome.CONNECTION_ERROR, "response body cut short"),
+    ErrorRow(httptools.HttpParserError, Outcome.SERVER_ERROR, "malformed response"),
+    ErrorRow(OSError, Outcome.CONNECTION_ERROR, "connection error"),
     ErrorRow(Exception, Outcome.PROBE_ERROR, "bug in the probe"),
 )
 
@@ -81,21 +118,8 @@ def status_outcome(status: int, expected: frozenset[int]) -> Outcome:
     return Outcome.CLIENT_ERROR
 
 
-@dataclass(slots=True)
-class _Trace:
-    """How far one request got and when each phase ended (monotonic seconds).
-
-    It is also what the trace hooks receive (``trace_request_ctx``), with the clock to read.
-    """
-
-    mono: float
-    clock: Callable[[], float]
-    phase: str = "connect"
-    marks: dict[str, float] = field(default_factory=dict)
-
-
 def _trace_config() -> aiohttp.TraceConfig:
-    """Trace hooks that record phases and timings into the request's ``_Trace``."""
+    """Trace hooks that record phases and timings into the request's ``Trace``."""
     config = aiohttp.TraceConfig()
 
     def hook(phase: str, mark: str) -> object:
@@ -103,7 +127,7 @@ def _trace_config() -> aiohttp.TraceConfig:
             session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
         ) -> None:
             trace = ctx.trace_request_ctx
-            if isinstance(trace, _Trace):
+            if isinstance(trace, Trace):
                 trace.phase = phase
                 trace.marks[mark] = trace.clock()
 
@@ -119,22 +143,12 @@ def _trace_config() -> aiohttp.TraceConfig:
     return config
 
 
-def session_for(
-    context: ProbeContext, connection: Literal["fresh", "reuse"]
-) -> aiohttp.ClientSession:
-    """The context's shared session for a connection mode, created on first use."""
-    session = context.http_sessions.get(connection)
+def reuse_session(context: ProbeContext) -> aiohttp.ClientSession:
+    """The context's shared keep-alive session (``reuse`` targets), created on first use."""
+    session = context.http_sessions.get("reuse")
     if session is None:
-        fresh = connection == "fresh"
-        connector = aiohttp.TCPConnector(
-            limit=0,
-            # fresh: a new TCP (and TLS) connection per attempt, as a new client sees it.
-            force_close=fresh,
-            # fresh: resolve the name every attempt too; reuse keeps aiohttp's short cache.
-            use_dns_cache=not fresh,
-        )
         session = aiohttp.ClientSession(
-            connector=connector,
+            connector=aiohttp.TCPConnector(limit=0),
             # Timeouts of 5 s and more are rounded up to whole seconds unless this is raised.
             timeout=aiohttp.ClientTimeout(total=None, ceil_threshold=math.inf),
             trace_configs=[_trace_config()],
@@ -144,7 +158,7 @@ def session_for(
         # aiohttp (>= 3.10) silently retries an idempotent request once after a
         # disconnect; every try must be one attempt, so switch it off (as its TestClient does).
         session._retry_connection = False
-        context.http_sessions[connection] = session
+        context.http_sessions["reuse"] = session
     return session
 
 
@@ -174,6 +188,20 @@ class HttpProbe:
         self._tls = context.tls_context(target.tls) if target.url.startswith("https:") else None
         # Parsed once: aiohttp would parse the text again on every request.
         self._url = URL(target.url)
+        # A fresh target's request bytes, built once (None for reuse targets).
+        self._fresh: Request | ValueError | None = None
+        if target.connection == "fresh":
+            try:
+                self._fresh = Request(
+                    self._url,
+                    method=target.method,
+                    headers=target.headers,
+                    body=self._body,
+                    tls=self._tls,
+                    server_name=target.tls.server_name,
+                )
+            except ValueError as exc:
+                self._fresh = exc  # kept: every attempt reports it as the probe's fault
 
     @classmethod
     def from_config(
@@ -186,7 +214,7 @@ class HttpProbe:
         """One request, finished (or abandoned as ``timeout``) by ``deadline``."""
         clock = self._context.clock
         started_at = clock.time()
-        trace = _Trace(clock.monotonic(), clock.monotonic)
+        trace = Trace(clock.monotonic(), clock.monotonic)
         remaining = deadline - trace.mono
         try:
             if remaining <= 0:
@@ -217,44 +245,43 @@ class HttpProbe:
             timings=self._timings(trace),
         )
 
-    async def _exchange(self, remaining: float, trace: _Trace) -> tuple[Outcome, str]:
-        session = session_for(self._context, self._config.connection)
-        tls = self._config.tls
-        async with session.request(
+    async def _exchange(self, remaining: float, trace: Trace) -> tuple[Outcome, str]:
+        scan = NeedleScan(self._needle)
+        fresh = self._fresh
+        if fresh is None:
+            status, reason = await self._reuse_exchange(remaining, trace, scan)
+        elif isinstance(fresh, ValueError):
+            raise fresh
+        else:
+            async with asyncio.timeout(remaining):
+                status, reason = await exchange(fresh, scan, trace)
+        text = f"HTTP {status} {reason}".rstrip()
+        outcome = status_outcome(status, self._expected)
+        if outcome is Outcome.OK and not scan.found:
+            return Outcome.SERVER_ERROR, f"{text}: body check failed"
+        return outcome, text
+
+    async def _reuse_exchange(
+        self, remaining: float, trace: Trace, scan: NeedleScan
+    ) -> tuple[int, str]:
+        """The request on aiohttp's shared pool; the status and reason phrase."""
+        async with reuse_session(self._context).request(
             self._config.method,
             self._url,
             headers=self._config.headers,
             data=self._body,
             allow_redirects=False,
             ssl=self._tls if self._tls is not None else True,
-            server_hostname=tls.server_name,
+            server_hostname=self._config.tls.server_name,
             # The deadline, exactly: aiohttp rounds only timeouts above ceil_threshold.
             timeout=aiohttp.ClientTimeout(total=remaining, ceil_threshold=math.inf),
             trace_request_ctx=trace,
         ) as response:
-            found = await self._read_body(response)
-            status = response.status
-            text = f"HTTP {status} {response.reason or ''}".rstrip()
-        outcome = status_outcome(status, self._expected)
-        if outcome is Outcome.OK and not found:
-            return Outcome.SERVER_ERROR, f"{text}: body check failed"
-        return outcome, text
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                scan.feed(chunk)
+            return response.status, response.reason or ""
 
-    async def _read_body(self, response: aiohttp.ClientResponse) -> bool:
-        """Read the whole body; True when it holds ``expect_body`` (or none is asked for)."""
-        needle = self._needle
-        found = not needle
-        # Keep only the last len(needle)-1 bytes, so the text is found across chunk borders
-        # without holding the body.
-        tail = b""
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            if not found:
-                window = tail + chunk
-                found = needle in window
-                tail = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
-        return found
-
-    def _timings(self, trace: _Trace) -> dict[str, float]:
+    def _timings(self, trace: Trace) -> dict[str, float]:
         marks = trace.marks
         out: dict[str, float] = {}
         dns = 0.0

@@ -226,7 +226,7 @@ def observed() -> Iterator[Observed]:
             Channel.API,
             Outcome.DNS_ERROR,
             "dns",
-            "name did not resolve in dns: ClientConnectorDNSError",
+            "name did not resolve in dns: gaierror",
             id="resolver-down-http",
         ),
         pytest.param(

@@ -1,8 +1,9 @@
-"""Shared fixtures of the probe tests: a probe context on the system clock, a CA file."""
+"""Shared fixtures of the probe tests: a probe context on the system clock, a CA file, two loops."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,14 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
     path = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return str(path)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """asyncio's loop; the fresh HTTP client's tests on uvloop (`slawatch run`'s) as well."""
+    if item.path.name != "test_fresh.py":
+        return {"asyncio": asyncio.new_event_loop}
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

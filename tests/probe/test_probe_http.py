@@ -22,6 +22,11 @@ from tests.support.servers import free_port, hang_after_request, raw_server, rea
 
 TIMEOUT = 0.4
 
+# Both clients: fresh targets take probe/fresh.py, reuse targets aiohttp's pool.
+CLIENTS = pytest.mark.parametrize(
+    "connection", [pytest.param("fresh", id="fresh"), pytest.param("reuse", id="reuse")]
+)
+
 
 async def run(context: ProbeContext, **target: Any) -> Attempt:
     """One attempt of an HTTP probe built from ``target`` keys."""
@@ -202,25 +207,32 @@ async def _plaintext(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         ),
     ],
 )
+@CLIENTS
 async def test_raw_server_faults(
+    *,
     context: ProbeContext,
     handler: Callable[..., Any],
     outcome: Outcome,
     phase: str,
     detail: str,
+    connection: str,
 ) -> None:
     """Servers that hang, reset, close or garble map to their rows, with exactly one connection."""
     async with raw_server(handler) as server:
-        attempt = await run(context, url=f"http://127.0.0.1:{server.port}/")
+        attempt = await run(context, url=f"http://127.0.0.1:{server.port}/", connection=connection)
         assert server.connections == 1  # aiohttp's silent retry is off
     assert attempt.outcome is outcome
     assert attempt.phase == phase
     assert attempt.detail.startswith(detail)
 
 
-async def test_slow_body_past_deadline(context: ProbeContext, app_server: TestServer) -> None:
+@CLIENTS
+async def test_slow_body_past_deadline(
+    context: ProbeContext, app_server: TestServer, connection: str
+) -> None:
     """A body still streaming at the deadline is a timeout in the body phase, on time."""
-    attempt = await run(context, url=str(app_server.make_url("/slow-body")))
+    url = str(app_server.make_url("/slow-body"))
+    attempt = await run(context, url=url, connection=connection)
     assert (attempt.outcome, attempt.phase) == (Outcome.TIMEOUT, "body")
     assert attempt.detail == f"deadline passed after {TIMEOUT}s in body"
     assert TIMEOUT <= attempt.duration_s < TIMEOUT + 0.2
@@ -240,46 +252,105 @@ async def test_connection_modes(
     assert measured_connect == ([True] * 3 if connection == "fresh" else [True, False, False])
 
 
-async def test_refused(context: ProbeContext) -> None:
+@pytest.mark.parametrize(
+    ("connection", "detail"),
+    [
+        pytest.param(
+            "fresh",
+            "connect failed in connect: ConnectFailed: [Errno 111] cannot connect to 127.0.0.1:",
+            id="fresh",
+        ),
+        pytest.param("reuse", "connect failed in connect: ClientConnectorError", id="reuse"),
+    ],
+)
+async def test_refused(context: ProbeContext, connection: str, detail: str) -> None:
     """A closed port is a connection error in the connect phase."""
     port = free_port()
-    attempt = await run(context, url=f"http://127.0.0.1:{port}/")
+    attempt = await run(context, url=f"http://127.0.0.1:{port}/", connection=connection)
     assert (attempt.outcome, attempt.phase) == (Outcome.CONNECTION_ERROR, "connect")
-    assert attempt.detail.startswith("connect failed in connect: ClientConnectorError")
+    assert attempt.detail.startswith(detail)
+    assert attempt.detail.endswith("Connection refused") or connection == "reuse"
 
 
-async def test_unresolvable_name(context: ProbeContext) -> None:
+@pytest.mark.parametrize(
+    ("connection", "error"),
+    [
+        pytest.param("fresh", "gaierror", id="fresh"),
+        pytest.param("reuse", "ClientConnectorDNSError", id="reuse"),
+    ],
+)
+async def test_unresolvable_name(context: ProbeContext, connection: str, error: str) -> None:
     """A name under the reserved .invalid TLD is a DNS error, timed in the dns phase."""
-    attempt = await run(context, url="http://no-such-host.invalid/")
+    attempt = await run(context, url="http://no-such-host.invalid/", connection=connection)
     assert (attempt.outcome, attempt.phase) == (Outcome.DNS_ERROR, "dns")
-    assert attempt.detail.startswith("name did not resolve in dns: ClientConnectorDNSError")
+    assert attempt.detail.startswith(f"name did not resolve in dns: {error}")
 
 
-async def test_local_exhaustion_is_probe_error(context: ProbeContext) -> None:
+async def test_name_resolved_each_attempt(context: ProbeContext, app_server: TestServer) -> None:
+    """A fresh target named by host name resolves it on every attempt, timed apart."""
+    url = f"http://localhost:{app_server.port}/status/200"
+    attempts = [await run(context, url=url) for _ in range(2)]
+    for attempt in attempts:
+        assert attempt.outcome is Outcome.OK, attempt.detail
+        assert set(attempt.timings) == {"dns", "connect", "ttfb", "total"}
+
+
+@CLIENTS
+async def test_local_exhaustion_is_probe_error(context: ProbeContext, connection: str) -> None:
     """Out of file descriptors, the prober reports its own fault, never the target's."""
     port = free_port()
     with no_free_descriptors():
-        attempt = await run(context, url=f"http://127.0.0.1:{port}/")
+        attempt = await run(context, url=f"http://127.0.0.1:{port}/", connection=connection)
     assert (attempt.outcome, attempt.phase) == (Outcome.PROBE_ERROR, "connect")
     assert attempt.detail.startswith("local resources exhausted in connect")
 
 
-async def test_bug_is_probe_error(context: ProbeContext, app_server: TestServer) -> None:
-    """An exception outside the target's making (a header aiohttp refuses) is a probe error."""
-    attempt = await run(
-        context, url=str(app_server.make_url("/status/200")), headers={"X-A": "a\r\nb"}
-    )
+@pytest.mark.parametrize(
+    ("connection", "detail"),
+    [
+        # The fresh client builds its request once, before any connection is opened.
+        pytest.param("fresh", "bug in the probe in connect: ValueError: header", id="fresh"),
+        pytest.param("reuse", "bug in the probe in response: ValueError", id="reuse"),
+    ],
+)
+async def test_bug_is_probe_error(
+    context: ProbeContext, app_server: TestServer, connection: str, detail: str
+) -> None:
+    """An exception outside the target's making (a header no client sends) is a probe error."""
+    url = str(app_server.make_url("/status/200"))
+    attempt = await run(context, url=url, headers={"X-A": "a\r\nb"}, connection=connection)
     assert attempt.outcome is Outcome.PROBE_ERROR
-    assert attempt.detail.startswith("bug in the probe in response: ValueError")
+    assert attempt.detail.startswith(detail)
 
 
-async def test_client_error_row(context: ProbeContext) -> None:
-    """A URL aiohttp cannot use (only reachable past validation) falls to the ClientError row."""
-    target = HttpTarget.model_construct(name="t", url="ftp://127.0.0.1/")
+@pytest.mark.parametrize(
+    ("connection", "outcome", "detail"),
+    [
+        pytest.param(
+            "fresh",
+            Outcome.PROBE_ERROR,
+            "bug in the probe in connect: ValueError: not an http(s) URL",
+            id="fresh",
+        ),
+        pytest.param(
+            "reuse",
+            Outcome.CONNECTION_ERROR,
+            "client error in connect: NonHttpUrlClientError",
+            id="reuse",
+        ),
+    ],
+)
+async def test_client_error_row(
+    context: ProbeContext, connection: str, outcome: Outcome, detail: str
+) -> None:
+    """A URL no client can use (only reachable past validation) is reported, never raised."""
+    target = HttpTarget.model_construct(
+        name="t", url="ftp://127.0.0.1/", connection=connection, tls=TlsOptions()
+    )
     probe = HttpProbe(target, service="svc", context=context)
     attempt = await probe.attempt(deadline=context.clock.monotonic() + 1)
-    assert attempt.outcome is Outcome.CONNECTION_ERROR
-    assert attempt.detail.startswith("client error in connect: NonHttpUrlClientError")
+    assert attempt.outcome is outcome
+    assert attempt.detail.startswith(detail)
 
 
 async def test_deadline_already_passed(context: ProbeContext, app_server: TestServer) -> None:
@@ -322,6 +393,12 @@ async def _tls_server(cert: trustme.LeafCert) -> TestServer:
     return server
 
 
+# The exception each client raises for a rejected certificate and a failed handshake.
+_CERT_ERROR = {"fresh": "SSLCertVerificationError", "reuse": "ClientConnectorCertificateError"}
+_HANDSHAKE_ERROR = {"fresh": "SSLError", "reuse": "ClientConnectorSSLError"}
+
+
+@CLIENTS
 @pytest.mark.parametrize(
     ("expired", "trusted", "verify", "outcome", "detail"),
     [
@@ -331,7 +408,7 @@ async def _tls_server(cert: trustme.LeafCert) -> TestServer:
             False,
             True,
             Outcome.TLS_ERROR,
-            "certificate rejected in connect: ClientConnectorCertificateError",
+            "certificate rejected in connect: {cert_error}",
             id="untrusted",
         ),
         pytest.param(
@@ -339,7 +416,7 @@ async def _tls_server(cert: trustme.LeafCert) -> TestServer:
             True,
             True,
             Outcome.TLS_ERROR,
-            "certificate rejected in connect: ClientConnectorCertificateError",
+            "certificate rejected in connect: {cert_error}",
             id="expired",
         ),
         pytest.param(False, False, False, Outcome.OK, "HTTP 200 OK", id="verify-off"),
@@ -355,6 +432,7 @@ async def test_tls(
     verify: bool,
     outcome: Outcome,
     detail: str,
+    connection: str,
 ) -> None:
     """Certificates are verified by default: untrusted and expired ones are TLS errors."""
     not_after = dt.datetime(2020, 1, 1, tzinfo=dt.UTC) if expired else None
@@ -363,19 +441,39 @@ async def test_tls(
     server = await _tls_server(cert)
     try:
         tls = TlsOptions(verify=verify, ca_file=ca_file if trusted else None)
-        attempt = await run(context, url=f"https://127.0.0.1:{server.port}/status/200", tls=tls)
+        url = f"https://127.0.0.1:{server.port}/status/200"
+        attempt = await run(context, url=url, tls=tls, connection=connection)
     finally:
         await server.close()
     assert attempt.outcome is outcome
-    assert attempt.detail.startswith(detail)
+    assert attempt.detail.startswith(detail.format(cert_error=_CERT_ERROR[connection]))
 
 
-async def test_tls_handshake_failure(context: ProbeContext) -> None:
+@CLIENTS
+async def test_tls_server_name(
+    context: ProbeContext, ca: trustme.CA, ca_file: str, connection: str
+) -> None:
+    """``tls.server_name`` is the name the certificate is checked against, not the URL's host."""
+    server = await _tls_server(ca.issue_cert("api.example.test"))
+    try:
+        url = f"https://127.0.0.1:{server.port}/status/200"
+        named = TlsOptions(ca_file=ca_file, server_name="api.example.test")
+        right = await run(context, url=url, tls=named, connection=connection)
+        wrong = await run(context, url=url, tls=TlsOptions(ca_file=ca_file), connection=connection)
+    finally:
+        await server.close()
+    assert (right.outcome, right.detail) == (Outcome.OK, "HTTP 200 OK")
+    assert wrong.outcome is Outcome.TLS_ERROR
+
+
+@CLIENTS
+async def test_tls_handshake_failure(context: ProbeContext, connection: str) -> None:
     """A server that does not speak TLS is a handshake failure, not a certificate problem."""
     async with raw_server(_plaintext) as server:
-        attempt = await run(context, url=f"https://127.0.0.1:{server.port}/")
+        attempt = await run(context, url=f"https://127.0.0.1:{server.port}/", connection=connection)
     assert (attempt.outcome, attempt.phase) == (Outcome.TLS_ERROR, "connect")
-    assert attempt.detail.startswith("TLS handshake failed in connect: ClientConnectorSSLError")
+    expected = f"TLS handshake failed in connect: {_HANDSHAKE_ERROR[connection]}"
+    assert attempt.detail.startswith(expected)
 
 
 def test_every_table_row_has_a_case() -> None:
