@@ -188,7 +188,8 @@ class HttpProbe:
         self._tls = context.tls_context(target.tls) if target.url.startswith("https:") else None
         # Parsed once: aiohttp would parse the text again on every request.
         self._url = URL(target.url)
-        # A fresh target's request bytes, built once (None for reuse targets).
+        # A fresh target's request, built once (None for reuse targets; the error if the
+        # request cannot be built).
         self._fresh: Request | ValueError | None = None
         if target.connection == "fresh":
             try:
