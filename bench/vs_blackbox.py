@@ -296,16 +296,20 @@ async def floor_loop(ports: list[int], targets: int, client: str) -> None:
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def aiohttp_get(url: str) -> None:
-            async with session.get(url) as response:
-                await response.read()
+        def aiohttp_get(url: str) -> Callable[[], Awaitable[None]]:
+            async def get() -> None:
+                async with session.get(url) as response:
+                    await response.read()
 
-        async def one(url: str) -> None:
+            return get
+
+        async def one(get: Callable[[], Awaitable[None]]) -> None:
             with contextlib.suppress(Exception):
-                await (gets[url]() if gets else aiohttp_get(url))
+                await get()
 
         async def lane(i: int) -> None:
             url = f"http://{HOST}:{ports[i % len(ports)]}/t{i}"  # as TargetServer.url
+            get = fresh_get(url) if client == "fresh" else aiohttp_get(url)
             digest = hashlib.sha256(url.encode()).digest()
             offset = int.from_bytes(digest[:8], "big") / 2.0**64
             wall = loop.time()  # the floor keeps its own schedule, monotonic
@@ -316,13 +320,11 @@ async def floor_loop(ports: list[int], targets: int, client: str) -> None:
                 # one at once (a burst an overloaded loop never recovers from).
                 k = max(k, math.ceil(loop.time() - offset - 1.0))
                 await asyncio.sleep(max(0.0, k + offset - loop.time()))
-                task = loop.create_task(one(url))
+                task = loop.create_task(one(get))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 k += 1
 
-        urls = [f"http://{HOST}:{ports[i % len(ports)]}/t{i}" for i in range(targets)]
-        gets = {url: fresh_get(url) for url in urls} if client == "fresh" else {}
         await asyncio.gather(*(lane(i) for i in range(targets)))
 
 

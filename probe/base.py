@@ -119,7 +119,7 @@ class ProbeContext:
         self._tls: dict[TlsOptions, ssl.SSLContext] = {}
         # The aiohttp session of ``reuse`` targets, created on first use by probe/http.py,
         # so their keep-alive pool is shared (``fresh`` targets need none).
-        self.http_sessions: dict[str, aiohttp.ClientSession] = {}
+        self.http_session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -146,10 +146,9 @@ class ProbeContext:
         return context
 
     async def close(self) -> None:
-        """Close the shared HTTP sessions (and their pooled connections)."""
-        sessions = list(self.http_sessions.values())
-        self.http_sessions.clear()
-        for session in sessions:
+        """Close the shared HTTP session (and its pooled connections)."""
+        session, self.http_session = self.http_session, None
+        if session is not None:
             await session.close()
 
     def finish(

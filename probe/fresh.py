@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import os
 import re
@@ -142,9 +143,8 @@ def _request_bytes(url: URL, method: str, headers: Mapping[str, str], body: byte
     if body is not None:
         put("Content-Type", "application/octet-stream")
     # Always this exchange's own: the length of what is sent, and one request per connection.
-    fields["content-length"] = ("Content-Length", str(len(body or b"")))
-    if body is None and method not in _BODY_METHODS:
-        del fields["content-length"]
+    if body is not None or method in _BODY_METHODS:
+        fields["content-length"] = ("Content-Length", str(len(body or b"")))
     fields["connection"] = ("Connection", "close")
     lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1"]
     lines += [f"{name}: {value}" for name, value in fields.values()]
@@ -160,9 +160,9 @@ class _Response(asyncio.Protocol):
         "_delimited",
         "_done",
         "_head",
-        "_headers_at",
         "_parser",
         "_scan",
+        "headers_at",
         "reason",
         "status",
     )
@@ -180,16 +180,12 @@ class _Response(asyncio.Protocol):
         self._head = head
         self._clock = clock
         self._parser = httptools.HttpResponseParser(self)
-        self._headers_at = 0.0
+        # When the status line and headers were whole (0.0 before).
+        self.headers_at = 0.0
         # Whether the body's end is announced (a length or chunks) rather than the close.
         self._delimited = False
         self.status = 0
         self.reason = b""
-
-    @property
-    def headers_at(self) -> float:
-        """When the status line and headers were whole (0.0 before)."""
-        return self._headers_at
 
     # asyncio.Protocol
 
@@ -208,22 +204,21 @@ class _Response(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._done.done():
             return
-        if exc is not None and self._headers_at:
+        if exc is not None and self.headers_at:
             cut = BodyCutShort(f"connection lost in the body: {exc}")
             cut.__cause__ = exc  # a reset mid-body is a body cut short, as other clients say
             self._done.set_exception(cut)
         elif exc is not None:
             self._done.set_exception(exc)
-        elif not self._headers_at:
+        elif not self.headers_at:
             self._done.set_exception(ServerClosed("closed before the status line and headers"))
         elif self._delimited:
             self._done.set_exception(BodyCutShort("closed before the end of the body"))
         else:
             self._done.set_result(None)  # a body that ends with the connection
 
-    # httptools callbacks
-
-    # Once the response is whole, whatever follows it in the same read is ignored.
+    # httptools callbacks. Once the response is whole, whatever follows it in the same
+    # read is ignored.
 
     def on_status(self, reason: bytes) -> None:
         if not self._done.done():
@@ -240,8 +235,8 @@ class _Response(asyncio.Protocol):
         if status < 200:
             return  # an interim response (100 Continue, 103 Early Hints): the real one follows
         self.status = status
-        self._headers_at = self._clock()
-        if self._head and not self._done.done():
+        self.headers_at = self._clock()
+        if self._head:
             self._done.set_result(None)  # a HEAD response has headers only
 
     def on_body(self, body: bytes) -> None:
@@ -306,24 +301,32 @@ async def _connect(
     factory: Callable[[], asyncio.Protocol],
 ) -> asyncio.Transport:
     """A connection to the first address that takes one, its TLS handshake done."""
-    failure: OSError | None = None
-    for address in addresses:
-        try:
-            transport, _ = await loop.create_connection(
-                factory,
-                host=address,
-                port=request.port,
-                ssl=request.tls,
-                server_hostname=request.server_name,
-            )
-        except ssl.SSLError:
-            raise  # the peer answered: a handshake problem is no reason to try another
-        except OSError as exc:
-            failure = exc
-        else:
-            return transport
-    if failure is None:  # getaddrinfo gives an address or raises: a guard, not a path
-        raise ConnectFailed(0, f"no address for {request.host}")
-    reason = os.strerror(failure.errno) if failure.errno else str(failure)
-    where = f"{request.host}:{request.port}"
-    raise ConnectFailed(failure.errno, f"cannot connect to {where}: {reason}") from failure
+    *others, last = addresses
+    for address in others:
+        with contextlib.suppress(ConnectFailed):  # try the next address
+            return await _open(loop, request, address, factory)
+    return await _open(loop, request, last, factory)
+
+
+async def _open(
+    loop: asyncio.AbstractEventLoop,
+    request: Request,
+    address: str,
+    factory: Callable[[], asyncio.Protocol],
+) -> asyncio.Transport:
+    """A connection to one address; an OSError other than TLS's becomes ConnectFailed."""
+    try:
+        transport, _ = await loop.create_connection(
+            factory,
+            host=address,
+            port=request.port,
+            ssl=request.tls,
+            server_hostname=request.server_name,
+        )
+    except ssl.SSLError:
+        raise  # the peer answered: a handshake problem, not a failed connect
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        where = f"{request.host}:{request.port}"
+        raise ConnectFailed(exc.errno, f"cannot connect to {where}: {reason}") from exc
+    return transport

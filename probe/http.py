@@ -145,7 +145,7 @@ def _trace_config() -> aiohttp.TraceConfig:
 
 def reuse_session(context: ProbeContext) -> aiohttp.ClientSession:
     """The context's shared keep-alive session (``reuse`` targets), created on first use."""
-    session = context.http_sessions.get("reuse")
+    session = context.http_session
     if session is None:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),
@@ -158,7 +158,7 @@ def reuse_session(context: ProbeContext) -> aiohttp.ClientSession:
         # aiohttp (>= 3.10) silently retries an idempotent request once after a
         # disconnect; every try must be one attempt, so switch it off (as its TestClient does).
         session._retry_connection = False
-        context.http_sessions["reuse"] = session
+        context.http_session = session
     return session
 
 

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from config.model import HttpTarget
 from probe.attempt import Attempt, Outcome
 from probe.base import ProbeContext
-from probe.fresh import NeedleScan
+from probe.fresh import ConnectFailed, NeedleScan, Request, _connect
 from probe.http import HttpProbe
 from tests.support.servers import raw_server
 
@@ -269,6 +270,20 @@ async def test_ipv6_literal(context: ProbeContext) -> None:
         await server.wait_closed()
     assert attempt.outcome is Outcome.OK, attempt.detail
     assert f"Host: [::1]:{port}".encode() in seen[0].split(b"\r\n")
+
+
+async def test_next_address_after_a_refusal() -> None:
+    """A name's addresses are tried one at a time until one takes the connection."""
+    loop = asyncio.get_running_loop()
+    async with raw_server(answering(OK_HEAD + b"Content-Length: 0\r\n\r\n")) as server:
+        url = URL(f"http://127.0.0.1:{server.port}/")
+        request = Request(url, method="GET", headers={}, body=None, tls=None, server_name=None)
+        # Nothing listens on 127.0.0.2 at that port: refused, then the next address.
+        transport = await _connect(loop, request, ["127.0.0.2", "127.0.0.1"], asyncio.Protocol)
+        assert transport.get_extra_info("peername")[0] == "127.0.0.1"
+        transport.close()
+        with pytest.raises(ConnectFailed, match="Connection refused"):
+            await _connect(loop, request, ["127.0.0.2", "127.0.0.3"], asyncio.Protocol)
 
 
 async def test_abandoned_exchange_leaves_nothing(context: ProbeContext) -> None:

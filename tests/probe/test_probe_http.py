@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -257,7 +258,8 @@ async def test_connection_modes(
     [
         pytest.param(
             "fresh",
-            "connect failed in connect: ConnectFailed: [Errno 111] cannot connect to 127.0.0.1:",
+            r"connect failed in connect: ConnectFailed: \[Errno 111\] "
+            r"cannot connect to 127\.0\.0\.1:\d+: Connection refused$",
             id="fresh",
         ),
         pytest.param("reuse", "connect failed in connect: ClientConnectorError", id="reuse"),
@@ -268,8 +270,7 @@ async def test_refused(context: ProbeContext, connection: str, detail: str) -> N
     port = free_port()
     attempt = await run(context, url=f"http://127.0.0.1:{port}/", connection=connection)
     assert (attempt.outcome, attempt.phase) == (Outcome.CONNECTION_ERROR, "connect")
-    assert attempt.detail.startswith(detail)
-    assert attempt.detail.endswith("Connection refused") or connection == "reuse"
+    assert re.match(detail, attempt.detail), attempt.detail
 
 
 @pytest.mark.parametrize(
