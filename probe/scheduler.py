@@ -212,10 +212,16 @@ class Scheduler:
         """(service, channel, target) of every scheduled probe."""
         return sorted(self._lanes)
 
-    def replace(self, probes: Iterable[Probe]) -> None:
-        """Schedule exactly ``probes``: unchanged ones keep their loops; no attempt is dropped."""
+    def replace(self, probes: Iterable[Probe], *, since: float | None = None) -> None:
+        """Schedule exactly ``probes``: unchanged ones keep their loops; no attempt is dropped.
+
+        A new lane's first slot is the first at or after ``since`` (default: now), not after
+        its loop first runs: a slot that falls while the loop is busy is launched late, or
+        reported missed, never silently skipped.
+        """
         if self._stopped:
             raise RuntimeError("the scheduler has been stopped")
+        since = self._clock.time() if since is None else since
         wanted = {_key(probe): probe for probe in probes}
         for key, lane in list(self._lanes.items()):
             new = wanted.get(key)
@@ -224,7 +230,7 @@ class Scheduler:
                 del self._lanes[key]
         for key, probe in wanted.items():
             if key not in self._lanes:
-                self._lanes[key] = self._start(probe)
+                self._lanes[key] = self._start(probe, since)
         total_rate = sum(lane.probe.rate for lane in self._lanes.values())
         self._pace_step = 1.0 / (CATCH_UP_FACTOR * total_rate) if total_rate else 1.0
 
@@ -252,7 +258,7 @@ class Scheduler:
                 waiter.cancel()
                 await asyncio.gather(waiter, return_exceptions=True)
 
-    def _start(self, probe: Probe) -> _Lane:
+    def _start(self, probe: Probe, since: float) -> _Lane:
         period = 1.0 / probe.rate
         lane = _Lane(
             probe=probe,
@@ -260,7 +266,9 @@ class Scheduler:
             phase=launch_phase(probe.service, probe.target, period),
             max_in_flight=probe.max_in_flight or default_max_in_flight(probe.timeout, probe.rate),
         )
-        lane.task = asyncio.create_task(self._run(lane), name=f"launch {'/'.join(_key(probe))}")
+        lane.task = asyncio.create_task(
+            self._run(lane, since), name=f"launch {'/'.join(_key(probe))}"
+        )
         return lane
 
     def _retire(self, lane: _Lane) -> None:
@@ -269,11 +277,11 @@ class Scheduler:
             self._retired.add(lane.task)
             lane.task.add_done_callback(self._retired.discard)
 
-    async def _run(self, lane: _Lane) -> None:
-        """Launch one target's attempts at its slots until cancelled."""
+    async def _run(self, lane: _Lane, since: float) -> None:
+        """Launch one target's attempts at its slots from ``since`` until cancelled."""
         clock = self._clock
         period, phase = lane.period, lane.phase
-        k = math.ceil((clock.time() - phase) / period)
+        k = math.ceil((since - phase) / period)
         while True:
             slot = k * period + phase
             await clock.sleep_until(slot)

@@ -61,7 +61,7 @@ async def _probe(args: argparse.Namespace, loaded: LoadedConfig) -> None:
             raise InputError(f"nothing to probe in {loaded.source} with the given filters")
         scheduler = Scheduler(clock=clock, on_attempt=_print, prober=context.prober)
         start = clock.time()
-        scheduler.replace(probes)
+        scheduler.replace(probes, since=start)
         try:
             # Launch slots lie on a lattice: any --count seconds hold exactly count*rate.
             await clock.sleep_until(start + args.count)

@@ -28,7 +28,7 @@ from config.loader import LoadedConfig
 from probe.attempt import Attempt, Channel
 from probe.clock import SystemClock
 from probe.registry import build_probes, probe_context
-from probe.scheduler import Scheduler
+from probe.scheduler import MissedLaunches, Scheduler
 from tests.support.ci_tools import missing
 from tests.support.timeline import T0, Event, expand
 from tests.support.timeline import events as signal_events
@@ -46,18 +46,24 @@ OUTAGE_EVENTS: list[Event] = [
 
 
 async def observe(loaded: LoadedConfig, seconds: int) -> list[Attempt]:
-    """Run every probe of ``loaded`` with the real scheduler for ``seconds``; its attempts."""
+    """Run every probe of ``loaded`` with the real scheduler for ``seconds``; its attempts.
+
+    A launch the scheduler reports missed fails here, with the report, rather than as a
+    short list in the test.
+    """
     clock = SystemClock()
     attempts: list[Attempt] = []
+    missed: list[MissedLaunches] = []
     async with probe_context(loaded, clock) as context:
         probes = build_probes(loaded.config, context)
         async with Scheduler(
-            clock=clock, on_attempt=attempts.append, prober=context.prober
+            clock=clock, on_attempt=attempts.append, on_missed=missed.append, prober=context.prober
         ) as scheduler:
             start = clock.time()
-            scheduler.replace(probes)
+            scheduler.replace(probes, since=start)
             # Launch slots lie on a lattice: any `seconds` seconds hold exactly one launch each.
             await clock.sleep_until(start + seconds)
+    assert not missed, f"the scheduler missed launches: {missed}"
     return sorted(attempts, key=lambda a: a.started_at)
 
 

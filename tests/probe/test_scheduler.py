@@ -434,6 +434,42 @@ async def test_long_stall_keeps_records_of_its_latest_seconds_and_the_exact_coun
     assert math.floor(missed.slots[-1]) == missed.last_second
 
 
+@pytest.mark.parametrize(
+    ("busy", "launched"),
+    [
+        pytest.param(0.05, True, id="busy-within-the-second-launches-late"),
+        pytest.param(1.0, False, id="busy-past-the-second-is-missed"),
+    ],
+)
+async def test_a_lane_starts_from_its_replace_not_its_first_run(
+    busy: float, launched: bool
+) -> None:
+    """A slot passing between replace() and the lane's first run is launched late or missed."""
+    offset = launch_phase("svc", "t", 1.0)
+    since = START + offset - 0.01
+    clock = ManualClock(since)
+    recorder = Recorder()
+    probe = ClockedProbe(clock, "t")
+    scheduler = recorder.scheduler(clock)
+    scheduler.replace([probe])
+    clock.advance(busy)  # the loop is busy before the new lane's task first runs
+    await run_until(clock, START + 3)
+    await stop(scheduler, clock)
+    slot = START + offset
+    if launched:
+        assert recorder.launches[0].scheduled == slot
+        assert recorder.launches[0].lag == pytest.approx(since + busy - slot)
+        assert recorder.missed == []
+    else:
+        assert [(m.reason, m.count, m.first_second) for m in recorder.missed] == [
+            ("stalled", 1, int(START))
+        ]
+        assert recorder.launches[0].scheduled == slot + 1
+    assert [math.floor(s) for s in probe.starts] == list(
+        range(int(START) + (not launched), int(START) + 3)
+    )
+
+
 async def test_attempt_whose_task_starts_after_its_second_is_missed() -> None:
     """A launch whose task only runs once its second is over makes no attempt: it is missed."""
     clock = ManualClock(START)
