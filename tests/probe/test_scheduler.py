@@ -446,6 +446,8 @@ async def test_a_lane_starts_from_its_replace_not_its_first_run(
 ) -> None:
     """A slot passing between replace() and the lane's first run is launched late or missed."""
     offset = launch_phase("svc", "t", 1.0)
+    # Busy for a second from just before the slot: past the slot's second, not its next slot.
+    assert 0.01 < offset < 0.9
     since = START + offset - 0.01
     clock = ManualClock(since)
     recorder = Recorder()
